@@ -1,0 +1,16 @@
+"""harmonium: restricted and deep Boltzmann machines on PyTorch.
+
+"Harmonium" is Smolensky's (1986) name for the restricted Boltzmann machine.
+"""
+
+from . import estimate, units
+from .estimators import RBM, BernoulliMultinomialRBM, BernoulliRBM, GaussianBernoulliRBM
+from .rbm import RBMModel
+from .units import Bernoulli, Gaussian, Multinomial, Softmax, Units
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RBM", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM", "RBMModel",
+    "Units", "Bernoulli", "Gaussian", "Softmax", "Multinomial", "estimate", "units",
+]

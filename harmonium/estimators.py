@@ -1,0 +1,567 @@
+"""scikit-learn style estimators over the torch models.
+
+``RBM(n_hidden, visible=..., hidden=..., ...)`` stores its arguments unchanged; ``fit``
+validates them and the data, builds ``model_`` (an ``RBMModel``) and trains it.
+Presets ``BernoulliRBM``, ``GaussianBernoulliRBM`` and ``BernoulliMultinomialRBM`` only
+change defaults.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import Tensor
+
+from . import estimate
+from .learning import Trainer, TrainingConfig
+from .rbm import RBMModel
+from .units import Units, make_units
+
+__all__ = ["RBM", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: rows of the training (and validation) data used for the per-epoch pseudo-likelihood
+METRIC_ROWS = 1000
+#: largest number of states for which the per-epoch exact log-likelihood is computed
+EXACT_METRIC_STATES = 2 ** 16
+KNOWN_METRICS = ("reconstruction_error", "pseudo_log_likelihood", "free_energy_gap", "log_likelihood")
+
+
+def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> None:
+    values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not values:
+        raise ValueError(f"{name} must be a number or a non-empty sequence of numbers")
+    for x in values:
+        if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+            raise ValueError(f"{name} must be a finite number or a sequence of such, got {value!r}")
+        if integer and (int(x) != x or x < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (or a sequence of such), got {value!r}")
+        if positive and x <= 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+        if not positive and x < 0:
+            raise ValueError(f"{name} must be non-negative, got {value!r}")
+
+
+class RBM(TransformerMixin, BaseEstimator):
+    """Restricted Boltzmann machine over any pair of unit types.
+
+    Parameters
+    ----------
+    n_hidden : number of hidden units.
+    visible, hidden : unit type of each layer: a name ("bernoulli", "gaussian", "softmax",
+        "multinomial"), a dict ``{"name": ..., **options}`` (e.g. ``{"name": "softmax",
+        "group_size": 5}``), a ``Units`` subclass, or an instance of the right size.
+    learning_rate, momentum, k : constants or per-epoch sequences (the last value repeats).
+    epochs : passes over the data in ``fit``.
+    batch_size : rows per update.
+    persistent : persistent chains (PCD) instead of chains restarted at the data (CD).
+    n_chains : number of persistent chains (default: batch_size).
+    n_temperatures : > 1 runs parallel tempering with that many replicas of the chains.
+    l2 : weight decay on W.
+    dropout : probability of zeroing each visible unit of a training row in the positive phase.
+    sparsity_target, sparsity_cost, sparsity_damping : penalty pulling the damped mean hidden
+        activation towards the target (Hinton 2010, sec. 11).
+    max_norm : bound on the L2 norm of the incoming weights of each hidden unit.
+    centering : centered RBM (Melchior et al. 2016) with offsets as moving averages of the means.
+    sample_v_states, sample_h_states : sample the visible / hidden states passed along the chain,
+        otherwise pass their means.
+    W_init : std of the Gaussian initial weights, an array (n_visible, n_hidden), or a fitted RBM
+        whose parameters are copied.
+    vb_init : visible biases: None for the unit type's choice from data means (logit of the
+        means for Bernoulli units), a number or an array.
+    hb_init : hidden biases, a number or an array.
+    optimizer : "sgd" (with momentum), "adam", or a callable ``params -> torch.optim.Optimizer``.
+    metrics : per-epoch metrics recorded in ``history_``: any of "reconstruction_error",
+        "pseudo_log_likelihood", "free_energy_gap" (needs X_val), "log_likelihood" (exact, small
+        models only); "auto" picks what is affordable; None or () records none.
+    metrics_every : record metrics every this many epochs (and after the last).
+    warm_start : when fitted already, ``fit`` continues from the current state.
+    random_state : int seed; the same seed gives bit-identical results on CPU. Never touches
+        global random state.
+    dtype : "float32" or "float64".  device : torch device ("cpu", "cuda", ...).
+    verbose : 0 silent, 1 a line per recorded epoch, 2 also a progress bar.
+    """
+
+    def __init__(self, n_hidden: int = 256, *, visible: Any = "bernoulli", hidden: Any = "bernoulli",
+                 learning_rate: Any = 0.05, momentum: Any = 0.5, epochs: int = 10, batch_size: int = 10,
+                 k: Any = 1, persistent: bool = False, n_chains: int | None = None, n_temperatures: int = 1,
+                 l2: float = 1e-4, dropout: float | None = None, sparsity_target: float | None = None,
+                 sparsity_cost: float = 0.0, sparsity_damping: float = 0.9, max_norm: float | None = None,
+                 centering: bool = False, sample_v_states: bool = False, sample_h_states: bool = True,
+                 W_init: Any = 0.01, vb_init: Any = None, hb_init: Any = 0.0, optimizer: Any = "sgd",
+                 metrics: Any = "auto", metrics_every: int = 1, warm_start: bool = False,
+                 random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
+                 verbose: int = 0) -> None:
+        self.n_hidden = n_hidden
+        self.visible = visible
+        self.hidden = hidden
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.k = k
+        self.persistent = persistent
+        self.n_chains = n_chains
+        self.n_temperatures = n_temperatures
+        self.l2 = l2
+        self.dropout = dropout
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.sparsity_damping = sparsity_damping
+        self.max_norm = max_norm
+        self.centering = centering
+        self.sample_v_states = sample_v_states
+        self.sample_h_states = sample_h_states
+        self.W_init = W_init
+        self.vb_init = vb_init
+        self.hb_init = hb_init
+        self.optimizer = optimizer
+        self.metrics = metrics
+        self.metrics_every = metrics_every
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.dtype = dtype
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        def integer(name, lo=1, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+        integer("n_hidden")
+        integer("epochs", 0)
+        integer("batch_size")
+        integer("n_chains", allow_none=True)
+        integer("n_temperatures")
+        integer("metrics_every")
+        _schedule_ok(self.learning_rate, "learning_rate", positive=True)
+        _schedule_ok(self.momentum, "momentum", positive=False)
+        if any(m >= 1 for m in np.atleast_1d(self.momentum)):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        _schedule_ok(self.k, "k", positive=True, integer=True)
+        for name in ("l2", "sparsity_cost"):
+            _schedule_ok(getattr(self, name), name, positive=False)
+        for name in ("dropout", "sparsity_target"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, numbers.Real) and 0 <= v < 1):
+                raise ValueError(f"{name} must be None or in [0, 1), got {v!r}")
+        if not (isinstance(self.sparsity_damping, numbers.Real) and 0 <= self.sparsity_damping < 1):
+            raise ValueError(f"sparsity_damping must be in [0, 1), got {self.sparsity_damping!r}")
+        if self.max_norm is not None and not (isinstance(self.max_norm, numbers.Real) and self.max_norm > 0):
+            raise ValueError(f"max_norm must be None or positive, got {self.max_norm!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.optimizer not in ("sgd", "adam") and not callable(self.optimizer):
+            raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {self.optimizer!r}")
+        metrics = self._metric_names(None)
+        unknown = set(metrics) - set(KNOWN_METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {list(KNOWN_METRICS)}")
+        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState)):
+            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
+        torch.device(self.device)  # raises for a malformed device string
+
+    def _metric_names(self, X_val) -> tuple[str, ...]:
+        m = self.metrics
+        if m is None:
+            return ()
+        if isinstance(m, str):
+            if m != "auto":
+                return (m,)
+            names = ["reconstruction_error"]
+            if hasattr(self, "model_") and self.model_.visible.enumerable:
+                names.append("pseudo_log_likelihood")
+            if X_val is not None:
+                names.append("free_energy_gap")
+            if hasattr(self, "model_") and estimate.enumeration_cost(self.model_)[1] <= EXACT_METRIC_STATES:
+                names.append("log_likelihood")
+            return tuple(names)
+        return tuple(m)
+
+    @property
+    def _torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    def _to_tensor(self, X, what: str = "X", units: Units | None = None) -> Tensor:
+        """Convert to a tensor of the model's dtype and device, validated; the input is never modified."""
+        if isinstance(X, Tensor):
+            t = X.detach()
+        else:
+            if hasattr(X, "toarray"):  # scipy sparse
+                X = X.toarray()
+            if np.iscomplexobj(X):
+                raise ValueError(f"{what} must be real-valued, got complex numbers")
+            try:
+                t = torch.as_tensor(np.asarray(X, dtype=np.float64 if self.dtype == "float64" else np.float32))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{what} must be a numeric array: {e}") from None
+        if t.is_complex():
+            raise ValueError(f"{what} must be real-valued, got dtype {t.dtype}")
+        if t.ndim == 1:
+            raise ValueError(f"{what} must be 2-D (n_samples, n_features), got a 1-D array of shape "
+                             f"{tuple(t.shape)}; reshape with X.reshape(-1, 1) or X.reshape(1, -1)")
+        if t.ndim != 2:
+            raise ValueError(f"{what} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
+        if t.shape[0] == 0:
+            raise ValueError(f"{what} is empty: 0 samples (shape {tuple(t.shape)}); at least 1 is required")
+        if t.shape[1] == 0:
+            raise ValueError(f"{what} has 0 features (shape {tuple(t.shape)}); at least 1 is required")
+        t = t.to(dtype=self._torch_dtype, device=self.device)
+        if units is not None:
+            if t.shape[1] != units.n:
+                raise ValueError(f"{what} has {t.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{units.n} features as input")
+            units.validate(t, what)
+        elif not torch.isfinite(t).all():
+            raise ValueError(f"{what} contains NaN or infinite values")
+        return t
+
+    # ------------------------------------------------------------------ construction
+    def _generator(self) -> torch.Generator:
+        """The estimator's own random stream (global torch/numpy state is never used)."""
+        if not hasattr(self, "_rng"):
+            seed = self.random_state
+            if isinstance(seed, np.random.RandomState):
+                seed = int(seed.randint(2 ** 31))
+            elif seed is None:
+                seed = int(np.random.SeedSequence().entropy % 2 ** 63)
+            self._rng = torch.Generator(device=self.device)
+            self._rng.manual_seed(int(seed))
+        return self._rng
+
+    def _build(self, X: Tensor) -> None:
+        """Create ``model_`` for data X (called by fit when not warm-starting)."""
+        n_visible = X.shape[1]
+        if isinstance(self.W_init, RBM):
+            check_is_fitted(self.W_init)
+            src = self.W_init.model_
+            if src.n_visible != n_visible or src.n_hidden != self.n_hidden:
+                raise ValueError(f"W_init RBM has shape {src.n_visible}x{src.n_hidden}, "
+                                 f"need {n_visible}x{self.n_hidden}")
+        visible = make_units(self.visible, n_visible)
+        hidden = make_units(self.hidden, self.n_hidden)
+        model = RBMModel(visible, hidden).to(dtype=self._torch_dtype, device=self.device)
+        g = self._generator()
+        with torch.no_grad():
+            if isinstance(self.W_init, RBM):
+                model.load_state_dict(self.W_init.model_.state_dict())
+            else:
+                if isinstance(self.W_init, numbers.Real):
+                    if self.W_init < 0:
+                        raise ValueError(f"W_init as a std must be non-negative, got {self.W_init}")
+                    model.W.copy_(torch.randn(model.W.shape, generator=g, dtype=model.W.dtype,
+                                              device=model.W.device) * self.W_init)
+                else:
+                    model.W.copy_(self._array(self.W_init, (n_visible, self.n_hidden), "W_init"))
+                if self.vb_init is None:
+                    model.visible.bias.copy_(model.visible.init_bias(X.mean(0)))
+                else:
+                    model.visible.bias.copy_(self._array(self.vb_init, (n_visible,), "vb_init"))
+                model.hidden.bias.copy_(self._array(self.hb_init, (self.n_hidden,), "hb_init"))
+        if self.centering and not model.centered:
+            model.set_offsets(model.visible.statistic(X).mean(0), model.hidden.default_offset())
+        self.model_ = model
+        self.n_features_in_ = n_visible
+        self.history_: dict[str, list] = {"epoch": []}
+
+    def _array(self, value, shape, name) -> Tensor:
+        t = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(self._torch_dtype)
+        if t.ndim == 0:
+            t = t.expand(shape)
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return t.to(self.device)
+
+    def _config(self) -> TrainingConfig:
+        return TrainingConfig(
+            learning_rate=self.learning_rate, momentum=self.momentum, k=self.k, batch_size=self.batch_size,
+            persistent=self.persistent, n_chains=self.n_chains, n_temperatures=self.n_temperatures,
+            l2=float(self.l2), dropout=self.dropout, sparsity_target=self.sparsity_target,
+            sparsity_cost=float(self.sparsity_cost), sparsity_damping=float(self.sparsity_damping),
+            max_norm=self.max_norm, centering=self.centering, sample_v_states=self.sample_v_states,
+            sample_h_states=self.sample_h_states, optimizer=self.optimizer)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, *, X_val=None) -> "RBM":
+        """Train for ``epochs`` passes over X (continuing from the current state if ``warm_start``)."""
+        self._check_params()
+        warm = self.warm_start and hasattr(self, "model_")
+        if not warm:
+            for attr in ("_rng", "trainer_"):
+                self.__dict__.pop(attr, None)
+            vis = self._to_tensor(X)
+            self._build(vis)
+        X = self._to_tensor(X, "X", self.model_.visible)
+        Xv = None if X_val is None else self._to_tensor(X_val, "X_val", self.model_.visible)
+        trainer = self._trainer()
+        # epochs counts from the start of training: a warm start continues up to it
+        self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
+        return self
+
+    def partial_fit(self, X, y=None) -> "RBM":
+        """One pass over X (as one epoch), creating the model on the first call."""
+        self._check_params()
+        if not hasattr(self, "model_"):
+            self._build(self._to_tensor(X))
+        X = self._to_tensor(X, "X", self.model_.visible)
+        self._run(self._trainer(), X, None, 1)
+        return self
+
+    def _trainer(self) -> Trainer:
+        cfg = self._config()
+        if getattr(self, "trainer_", None) is None:
+            self.trainer_ = Trainer(self.model_, cfg, self._generator())
+        else:
+            self.trainer_.config = cfg
+        return self.trainer_
+
+    def _run(self, trainer: Trainer, X: Tensor, X_val: Tensor | None, todo: int) -> None:
+        names = self._metric_names(X_val)
+        bar = None
+        if self.verbose >= 2:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=todo, desc="epochs", unit="epoch")
+        for i in range(todo):
+            trainer.run_epoch(X)
+            last = i == todo - 1
+            if names and (trainer.epoch % self.metrics_every == 0 or last):
+                self._record(trainer.epoch, names, X, X_val)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
+                                 if k != "epoch" and v and v[-1] is not None})
+        if bar is not None:
+            bar.close()
+
+    def _record(self, epoch: int, names, X: Tensor, X_val: Tensor | None) -> None:
+        m = self.model_
+        rows = {"train": X[:METRIC_ROWS]}
+        if X_val is not None:
+            rows["val"] = X_val[:METRIC_ROWS]
+        values: dict[str, float] = {}
+        log_z = None
+        for split, data in rows.items():
+            full = X if split == "train" else X_val
+            for name in names:
+                if name == "reconstruction_error":
+                    values[f"{split}_reconstruction_error"] = estimate.reconstruction_error(m, full)
+                elif name == "pseudo_log_likelihood":
+                    try:
+                        values[f"{split}_pseudo_log_likelihood"] = float(
+                            estimate.pseudo_log_likelihood(m, data).mean())
+                    except ValueError:
+                        pass
+                elif name == "log_likelihood":
+                    if log_z is None:
+                        log_z = estimate.exact_log_partition(m)
+                    values[f"{split}_log_likelihood"] = float(estimate.exact_log_likelihood(m, full, log_z).mean())
+        if "free_energy_gap" in names and X_val is not None:
+            n = min(len(X), len(X_val), METRIC_ROWS)
+            values["free_energy_gap"] = estimate.free_energy_gap(m, X[:n], X_val[:n])
+        h = self.history_
+        h["epoch"].append(epoch)
+        for key, val in values.items():
+            h.setdefault(key, [None] * (len(h["epoch"]) - 1)).append(val)
+        for key, seq in h.items():
+            if len(seq) < len(h["epoch"]):
+                seq.append(None)
+        if self.verbose >= 1:
+            print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items()), flush=True)
+
+    # ------------------------------------------------------------------ inference
+    def _fitted(self) -> RBMModel:
+        check_is_fitted(self, "model_")
+        return self.model_
+
+    def _out(self, t: Tensor, like) -> Any:
+        return t.detach() if isinstance(like, Tensor) else t.detach().cpu().numpy()
+
+    @torch.no_grad()
+    def transform(self, X):
+        """E[h | v] for each row of X: the hidden features."""
+        m = self._fitted()
+        return self._out(m.hidden_mean(self._to_tensor(X, "X", m.visible)), X)
+
+    @torch.no_grad()
+    def free_energy(self, X):
+        """F(v) for each row."""
+        m = self._fitted()
+        return self._out(m.free_energy(self._to_tensor(X, "X", m.visible)), X)
+
+    @torch.no_grad()
+    def score_samples(self, X):
+        """Exact pseudo-log-likelihood of each row (normalised over every state of every site)."""
+        m = self._fitted()
+        return self._out(estimate.pseudo_log_likelihood(m, self._to_tensor(X, "X", m.visible)), X)
+
+    def score(self, X, y=None) -> float:
+        """Mean pseudo-log-likelihood."""
+        return float(np.mean(np.asarray(self.score_samples(X))))
+
+    @torch.no_grad()
+    def reconstruct(self, X):
+        """E[v | E[h | v]]: one deterministic up-down pass."""
+        m = self._fitted()
+        return self._out(m.visible_mean(m.hidden_mean(self._to_tensor(X, "X", m.visible))), X)
+
+    @torch.no_grad()
+    def gibbs(self, X, n_steps: int = 1):
+        """Visible samples after ``n_steps`` Gibbs sweeps v -> h -> v started at X."""
+        m = self._fitted()
+        g = self._generator()
+        s = m.start(self._to_tensor(X, "X", m.visible), generator=g)
+        return self._out(m.gibbs(s.h, n_steps, generator=g).v, X)
+
+    @torch.no_grad()
+    def run_visible(self, X):
+        """Hidden states sampled given the visible rows X (the small seed's ``run_visible``)."""
+        m = self._fitted()
+        return self._out(m.sample_hidden(self._to_tensor(X, "X", m.visible), generator=self._generator()), X)
+
+    @torch.no_grad()
+    def run_hidden(self, H):
+        """Visible states sampled given hidden rows H (the small seed's ``run_hidden``)."""
+        m = self._fitted()
+        return self._out(m.sample_visible(self._to_tensor(H, "H", m.hidden), generator=self._generator()), H)
+
+    def _random_visible(self, n: int) -> Tensor:
+        """Visible states drawn from the independent model of the visible biases (beta = 0)."""
+        m = self.model_
+        zeros = torch.zeros(n, m.n_visible, dtype=m.W.dtype, device=m.W.device)
+        return m.visible.sample(zeros, 1.0, self._generator())
+
+    @torch.no_grad()
+    def sample(self, n_samples: int = 1, n_steps: int = 1000, *, start=None, mean: bool = False):
+        """``n_samples`` visible samples after ``n_steps`` Gibbs sweeps from random (or given) starts.
+
+        ``mean=True`` returns E[v | h] of the last sweep instead of the sampled states.
+        """
+        m = self._fitted()
+        g = self._generator()
+        v0 = self._random_visible(n_samples) if start is None else self._to_tensor(start, "start", m.visible)
+        s = m.gibbs(m.start(v0, generator=g).h, n_steps, generator=g)
+        out = m.visible_mean(s.h) if mean else s.v
+        return out.detach().cpu().numpy()
+
+    @torch.no_grad()
+    def complete(self, X, mask, n_steps: int = 100):
+        """Conditional sampling: keep X where ``mask`` is true and sample the rest given it."""
+        m = self._fitted()
+        g = self._generator()
+        x = self._to_tensor(np.where(np.asarray(mask, bool), np.asarray(X), 0.0) if not isinstance(X, Tensor)
+                            else torch.where(torch.as_tensor(mask, dtype=torch.bool), X, 0.0), "X")
+        keep = torch.as_tensor(np.asarray(mask), dtype=torch.bool, device=x.device).expand_as(x)
+        v0 = torch.where(keep, x, self._random_visible(x.shape[0]))
+        s = m.gibbs(m.start(v0, generator=g).h, n_steps, generator=g, clamp=(keep, x))
+        return self._out(s.v, X)
+
+    @torch.no_grad()
+    def daydream(self, n_steps: int, n_dreams: int = 1, *, trace: bool = False):
+        """Let the machine run freely from uniform random visible probabilities.
+
+        Returns the final visible states of ``n_dreams`` chains after ``n_steps`` sweeps, or with
+        ``trace=True`` every step of one chain: row 0 is the random start, row i the state after i
+        sweeps (the small seed's ``daydream``).
+        """
+        m = self._fitted()
+        g = self._generator()
+        n = 1 if trace else n_dreams
+        v = torch.rand(n, m.n_visible, generator=g, dtype=m.W.dtype, device=m.W.device)
+        rows = [v]
+        h = m.start(v, generator=g).h
+        for _ in range(n_steps):
+            s = m.gibbs(h, 1, generator=g)
+            h = s.h
+            rows.append(s.v)
+        out = torch.cat(rows) if trace else rows[-1]
+        return out.cpu().numpy()
+
+    # ------------------------------------------------------------------ sklearn attributes
+    @property
+    def components_(self) -> np.ndarray:
+        """Weights as (n_hidden, n_visible), like scikit-learn's BernoulliRBM."""
+        return self._fitted().W.detach().T.cpu().numpy()
+
+    @property
+    def intercept_visible_(self) -> np.ndarray:
+        return self._fitted().visible.bias.detach().cpu().numpy()
+
+    @property
+    def intercept_hidden_(self) -> np.ndarray:
+        return self._fitted().hidden.bias.detach().cpu().numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "_rng" in state:
+            state["_rng"] = state["_rng"].get_state()
+        return state
+
+    def __setstate__(self, state):
+        rng = state.get("_rng")
+        if isinstance(rng, Tensor):
+            g = torch.Generator(device=state.get("device", "cpu"))
+            g.set_state(rng)
+            state["_rng"] = g
+        self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ other constructors
+    @classmethod
+    def from_arrays(cls, W, visible_bias, hidden_bias, *, visible: Any = "bernoulli", hidden: Any = "bernoulli",
+                    dtype: str = "float32", device: str = "cpu", **params) -> "RBM":
+        """A fitted estimator with the given weights (n_visible, n_hidden) and biases."""
+        W = np.asarray(W, dtype=np.float64)
+        if W.ndim != 2:
+            raise ValueError(f"W must be 2-D (n_visible, n_hidden), got shape {W.shape}")
+        est = cls(n_hidden=W.shape[1], visible=visible, hidden=hidden, W_init=W, vb_init=visible_bias,
+                  hb_init=hidden_bias, dtype=dtype, device=device, **params)
+        est._check_params()
+        est._build(torch.zeros(1, W.shape[0], dtype=_DTYPES[dtype], device=device))
+        return est
+
+
+def _preset(name: str, doc: str, **defaults) -> type[RBM]:
+    """A subclass of RBM that differs only in defaults, with a full signature (sklearn's get_params)."""
+    sig = inspect.signature(RBM.__init__)
+    new_sig = sig.replace(parameters=[p.replace(default=defaults[p.name]) if p.name in defaults else p
+                                      for p in sig.parameters.values()])
+
+    def __init__(self, *args, **kwargs):
+        bound = new_sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        RBM.__init__(**bound.arguments)
+
+    __init__.__signature__ = new_sig
+    __init__.__doc__ = doc
+    return type(name, (RBM,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+BernoulliRBM = _preset("BernoulliRBM", "RBM with binary visible and hidden units (the default RBM).")
+GaussianBernoulliRBM = _preset(
+    "GaussianBernoulliRBM",
+    "RBM with Gaussian visible units (unit sigma unless told: standardise the data) and binary hidden units.",
+    visible="gaussian", learning_rate=0.001)
+BernoulliMultinomialRBM = _preset(
+    "BernoulliMultinomialRBM",
+    "RBM with binary visible units and one softmax hidden unit over all hidden units (the seed's B-M RBM); "
+    "pass hidden={'name': 'multinomial', 'n_draws': n} for n draws.",
+    hidden="multinomial")

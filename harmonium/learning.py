@@ -1,0 +1,154 @@
+"""The fit loop: batches, the gradient estimate, regularisers, schedules and the optimizer.
+
+One update on a batch v+ of data:
+
+1. positive phase  h+ = E[h | v+] (and hidden states drawn for the chains),
+2. negative phase  (v-, h-) from the strategy (CD, PCD, parallel tempering),
+3. ``RBMModel.write_gradient`` sets ``.grad`` to <dE/dtheta>_data - <dE/dtheta>_model,
+4. regularisers add to ``.grad``: L2 on W, the sparsity penalty,
+5. ``optimizer.step()`` (plain SGD with momentum by default, any torch optimizer allowed),
+6. max-norm on the incoming weights of each hidden unit, centering offsets.
+
+Nothing in an update reads a value back to the host: metrics are computed once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .rbm import RBMModel
+from .sampling import make_negative_phase
+
+__all__ = ["TrainingConfig", "Trainer", "at_epoch"]
+
+Schedule = float | int | Sequence[float] | Sequence[int]
+
+
+def at_epoch(value: Schedule, epoch: int):
+    """The value of a constant or per-epoch sequence at ``epoch`` (the last entry repeats)."""
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
+        if len(value) == 0:
+            raise ValueError("an empty schedule")
+        return value[min(epoch, len(value) - 1)]
+    return value
+
+
+@dataclass
+class TrainingConfig:
+    """The hyperparameters the loop needs (validated by the estimator)."""
+
+    learning_rate: Schedule = 0.05
+    momentum: Schedule = 0.9
+    k: Schedule = 1
+    batch_size: int = 10
+    persistent: bool = False
+    n_chains: int | None = None
+    n_temperatures: int = 1
+    l2: float = 0.0
+    dropout: float | None = None
+    sparsity_target: float | None = None
+    sparsity_cost: float = 0.0
+    sparsity_damping: float = 0.9
+    max_norm: float | None = None
+    centering: bool = False
+    centering_rate: float = 0.01
+    sample_v_states: bool = False
+    sample_h_states: bool = True
+    optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd"
+
+
+class Trainer:
+    """Runs epochs of updates on an ``RBMModel`` and owns everything that persists between them:
+    the optimizer, the persistent chains, the sparsity estimate and the epoch counter."""
+
+    def __init__(self, model: RBMModel, config: TrainingConfig, generator: torch.Generator) -> None:
+        self.model = model
+        self.config = c = config
+        self.generator = generator
+        self.epoch = 0
+        self.phase = make_negative_phase(c.persistent, c.n_chains or c.batch_size, c.n_temperatures)
+        params = list(model.parameters())
+        lr0 = float(at_epoch(c.learning_rate, 0))
+        if callable(c.optimizer):
+            self.optimizer = c.optimizer(params)
+        elif c.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=lr0, momentum=float(at_epoch(c.momentum, 0)))
+        elif c.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=lr0)
+        else:
+            raise ValueError(f"unknown optimizer {c.optimizer!r}; use 'sgd', 'adam' or a callable(params)")
+        self.hidden_activity: Tensor | None = None  # damped mean of E[h | v+] for sparsity
+
+    # -- schedules -----------------------------------------------------------------------
+    def _apply_schedules(self) -> int:
+        c, e = self.config, self.epoch
+        lr = float(at_epoch(c.learning_rate, e))
+        for g in self.optimizer.param_groups:
+            if not callable(c.optimizer):
+                g["lr"] = lr
+            if "momentum" in g and not callable(c.optimizer):
+                g["momentum"] = float(at_epoch(c.momentum, e))
+        return int(at_epoch(c.k, e))
+
+    # -- one update ------------------------------------------------------------------------
+    def step(self, v: Tensor, k: int) -> None:
+        c, m, g = self.config, self.model, self.generator
+        if c.dropout:
+            keep = torch.rand(v.shape, generator=g, dtype=v.dtype, device=v.device) >= c.dropout
+            v = v * keep
+        pos = m.start(v, sample_h=c.sample_h_states, generator=g)
+        neg = self.phase.negative(m, pos, k, sample_v=c.sample_v_states, sample_h=c.sample_h_states,
+                                  generator=g)
+        m.write_gradient(v, pos.h_mean, neg.v, neg.h_mean)
+        W = m.W
+        if c.l2:
+            W.grad.add_(W.detach(), alpha=c.l2)
+        if c.sparsity_target is not None and c.sparsity_cost:
+            q_batch = pos.h_mean.mean(0)
+            if self.hidden_activity is None:
+                self.hidden_activity = q_batch.detach().clone()
+            else:
+                self.hidden_activity.mul_(c.sparsity_damping).add_(q_batch, alpha=1 - c.sparsity_damping)
+            # d/d(input) of the cross-entropy between target and activity, through the bias and W
+            d = (self.hidden_activity - c.sparsity_target) * c.sparsity_cost
+            m.hidden.bias.grad.add_(d)
+            W.grad.addr_(v.mean(0), d)
+        self.optimizer.step()
+        if c.max_norm is not None:
+            with torch.no_grad():
+                norms = W.norm(dim=0, keepdim=True).clamp_min_(c.max_norm)
+                W.mul_(c.max_norm / norms)
+        if c.centering:
+            r = c.centering_rate
+            mu = torch.lerp(m.visible_offset, m.visible.statistic(v).mean(0), r)
+            lam = torch.lerp(m.hidden_offset, m.hidden.statistic(pos.h_mean).mean(0), r)
+            m.set_offsets(mu, lam)
+
+    def run_epoch(self, X: Tensor) -> None:
+        """One pass over X (on the model's device) in shuffled batches."""
+        k = self._apply_schedules()
+        n, bs = X.shape[0], self.config.batch_size
+        perm = torch.randperm(n, generator=self.generator, device=X.device)
+        with torch.no_grad():
+            for start in range(0, n, bs):
+                self.step(X[perm[start:start + bs]], k)
+        self.epoch += 1
+
+    # -- state for resuming ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
+                                 "chains": self.phase.state_dict()}
+        if self.hidden_activity is not None:
+            state["hidden_activity"] = self.hidden_activity
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.phase.load_state_dict(state.get("chains", {}))
+        self.hidden_activity = state.get("hidden_activity")

@@ -1,0 +1,447 @@
+"""Unit types: what one layer of a Boltzmann machine is.
+
+A layer of ``n`` units with states ``x`` contributes to the energy of a machine
+
+    E(x; a) = bias_energy(x) - T(x) . a
+
+where ``a`` is the input the layer receives through the weights from its neighbours
+and ``T`` is the layer's *statistic* (the identity for Bernoulli units, ``x / sigma``
+for Gaussian units).  Given ``a``, the units are independent of each other (or of
+the other groups, for softmax units), so every unit type knows in closed form
+
+* ``mean(a)``          the conditional mean E[x | a],
+* ``sample(a)``        a draw from p(x | a),
+* ``log_partition(a)`` log sum_x exp(-bias_energy(x) + T(x) . a), summed over the layer,
+                       which is the layer's term of the free energy,
+* ``bias_energy(x)``   the energy of x on its own (biases, base measure),
+* ``validate(x)``      raises ``ValueError`` for data outside the support or NaN.
+
+Tempering (parallel tempering, annealed importance sampling) multiplies the bias
+energy by an inverse temperature ``beta``; every method takes it, default 1.
+
+A new unit type is one small subclass; see ``Spin`` in the tests for a {-1, +1} unit.
+Discrete unit types also say how to enumerate their states (``site_size`` and
+``site_states``): a *site* is one unit, or one group of mutually exclusive units.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+Beta = float | Tensor
+
+__all__ = [
+    "Units",
+    "Bernoulli",
+    "Gaussian",
+    "Softmax",
+    "Multinomial",
+    "make_units",
+    "register_units",
+]
+
+
+class Units(nn.Module):
+    """Base class of a layer of ``n`` stochastic units with a learnable bias.
+
+    Subclasses implement ``mean``, ``sample``, ``log_partition`` and ``validate``;
+    the default ``bias_energy`` is linear, ``-x . b``.  ``support`` is a short
+    human-readable description used in error messages.
+    """
+
+    name: str = "units"
+    support: str = "real numbers"
+    #: True when the statistic T(x) depends on parameters of this layer other than
+    #: the bias (then their gradient needs the coupling term, see ``RBMModel``).
+    coupled_parameters: bool = False
+    #: True when the bias energy is ``-x . b`` (the fast gradient path applies).
+    linear_bias: bool = True
+    #: Number of units that form one site (enumerable block); 1 unless grouped.
+    site_size: int = 1
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"a layer needs at least one unit, got n={n}")
+        self.n = n
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    # -- the energy -------------------------------------------------------------
+    def statistic(self, x: Tensor) -> Tensor:
+        """T(x), the quantity that couples to the weights."""
+        return x
+
+    def bias_energy(self, x: Tensor, beta: Beta = 1.0) -> Tensor:
+        """beta times the energy of the states alone, summed over units: shape x.shape[:-1]."""
+        return -beta * (x @ self.bias) if isinstance(beta, float) else -(beta.squeeze(-1) * (x @ self.bias))
+
+    def bias_energy_terms(self, x: Tensor) -> Tensor:
+        """Per-unit terms of ``bias_energy`` (beta = 1), shape ``x.shape``."""
+        return -x * self.bias
+
+    def natural(self, a: Tensor, beta: Beta = 1.0) -> Tensor:
+        """Natural parameter ``beta * b + a`` of linear-bias units."""
+        if isinstance(beta, float) and beta == 1.0:
+            return a + self.bias
+        return a + beta * self.bias
+
+    # -- conditionals ------------------------------------------------------------
+    def mean(self, a: Tensor, beta: Beta = 1.0) -> Tensor:  # pragma: no cover - abstract
+        """E[x | input a]."""
+        raise NotImplementedError("abstract method: a unit type defines its conditional mean")
+
+    def sample(self, a: Tensor, beta: Beta = 1.0, generator: torch.Generator | None = None,
+               mean: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
+        """A draw from p(x | input a); ``mean`` may pass ``self.mean(a, beta)`` if already known."""
+        raise NotImplementedError("abstract method: a unit type defines its sampler")
+
+    def log_partition(self, a: Tensor, beta: Beta = 1.0) -> Tensor:  # pragma: no cover - abstract
+        """log sum_x exp(-beta * bias_energy(x) + T(x) . a), summed over the layer."""
+        raise NotImplementedError("abstract method: a unit type defines its log-partition")
+
+    # -- data --------------------------------------------------------------------
+    def validate(self, x: Tensor, what: str = "X") -> None:
+        """Raise ``ValueError`` if ``x`` is not a batch of states (or means) of this layer."""
+        if x.ndim != 2 or x.shape[1] != self.n:
+            raise ValueError(f"{what} must have shape (n_samples, {self.n}), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{what} contains NaN or infinite values")
+
+    def init_bias(self, data_mean: Tensor) -> Tensor:
+        """A good starting bias for data with the given per-unit mean (default: zeros)."""
+        return torch.zeros_like(data_mean)
+
+    def shift_bias(self, delta: Tensor) -> None:
+        """Add ``delta`` to the natural parameter of every unit (used by centering)."""
+        with torch.no_grad():
+            self.bias.add_(delta)
+
+    def default_offset(self) -> Tensor:
+        """A neutral centering offset for this layer (the mean under a zero input)."""
+        with torch.no_grad():
+            return self.statistic(self.mean(torch.zeros_like(self.bias) - self.bias)).detach().clone()
+
+    # -- enumeration (discrete unit types) ----------------------------------------
+    def site_states(self) -> Tensor:
+        """All states of one site, shape (n_states, site_size); continuous types raise."""
+        raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
+
+    @property
+    def enumerable(self) -> bool:
+        try:
+            self.site_states()
+        except ValueError:
+            return False
+        return True
+
+    def n_states(self) -> float:
+        """Number of joint states of the layer (inf for continuous layers)."""
+        if not self.enumerable:
+            return math.inf
+        return float(self.site_states().shape[0]) ** (self.n // self.site_size)
+
+    def enumerate_states(self, chunk: int | None = None):
+        """Yield all joint states of the layer, in chunks of rows (float64)."""
+        states = self.site_states().to(torch.float64)
+        n_sites = self.n // self.site_size
+        s = states.shape[0]
+        total = s ** n_sites
+        chunk = chunk or min(total, 1 << 16)
+        for start in range(0, total, chunk):
+            idx = torch.arange(start, min(start + chunk, total), dtype=torch.int64)
+            digits = []
+            for _ in range(n_sites):
+                digits.append(idx % s)
+                idx = idx // s
+            digits = torch.stack(digits[::-1], dim=1)  # (rows, n_sites)
+            yield states[digits].reshape(-1, self.n)
+
+    # -- gradients -----------------------------------------------------------------
+    def bias_energy_grads(self, x: Tensor, weights: Tensor | None = None) -> list[Tensor]:
+        """Gradient of the (weighted) batch mean of ``bias_energy(x)`` w.r.t. this layer's parameters."""
+        params = list(self.parameters())
+        if self.linear_bias and len(params) == 1:
+            m = x.mean(0) if weights is None else weights @ x
+            return [-m]
+        with torch.enable_grad():
+            e = self.bias_energy(x.detach())
+            e = e.mean() if weights is None else (weights * e).sum()
+            return list(torch.autograd.grad(e, params, allow_unused=True))
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}"
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments (for save/load)."""
+        return {"n": self.n}
+
+
+def _rand_like(p: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+
+
+class Bernoulli(Units):
+    """Binary units, x in {0, 1}: p(x = 1 | a) = sigmoid(b + a)."""
+
+    name = "bernoulli"
+    support = "[0, 1] (states 0/1, or probabilities)"
+
+    def mean(self, a: Tensor, beta: Beta = 1.0) -> Tensor:
+        return torch.sigmoid(self.natural(a, beta))
+
+    def sample(self, a, beta=1.0, generator=None, mean=None):
+        p = self.mean(a, beta) if mean is None else mean
+        return (_rand_like(p, generator) < p).to(p.dtype)
+
+    def log_partition(self, a, beta=1.0):
+        return nn.functional.softplus(self.natural(a, beta)).sum(-1)
+
+    def validate(self, x, what="X"):
+        super().validate(x, what)
+        if ((x < 0) | (x > 1)).any():
+            raise ValueError(f"{what} has values outside the support of Bernoulli units, {self.support}: "
+                             f"min {x.min().item():g}, max {x.max().item():g}")
+
+    def init_bias(self, data_mean):
+        p = data_mean.clamp(1e-3, 1 - 1e-3)
+        return torch.log(p) - torch.log1p(-p)
+
+    def site_states(self):
+        return torch.tensor([[0.0], [1.0]])
+
+
+class Gaussian(Units):
+    """Real-valued units with standard deviation sigma (per unit, fixed or learned).
+
+        bias_energy(x) = sum_i (x_i - b_i)^2 / (2 sigma_i^2),   T(x) = x / sigma
+        p(x | a) = Normal(b + sigma a, sigma^2)   (at beta: Normal(b + sigma a / beta, sigma^2 / beta))
+    """
+
+    name = "gaussian"
+    support = "real numbers"
+    linear_bias = False
+
+    def __init__(self, n: int, sigma: float | Tensor = 1.0, learn_sigma: bool = False) -> None:
+        super().__init__(n)
+        sigma_t = torch.as_tensor(sigma, dtype=torch.get_default_dtype()).expand(n).clone()
+        if not (sigma_t > 0).all():
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.learn_sigma = bool(learn_sigma)
+        log_sigma = torch.log(sigma_t)
+        if self.learn_sigma:
+            self.log_sigma = nn.Parameter(log_sigma)
+            self.coupled_parameters = True
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    @property
+    def sigma(self) -> Tensor:
+        return self.log_sigma.exp()
+
+    def statistic(self, x):
+        return x / self.sigma
+
+    def bias_energy(self, x, beta=1.0):
+        e = (((x - self.bias) / self.sigma) ** 2).sum(-1) * 0.5
+        return beta * e if isinstance(beta, float) else beta.squeeze(-1) * e
+
+    def bias_energy_terms(self, x):
+        return 0.5 * ((x - self.bias) / self.sigma) ** 2
+
+    def _check_beta(self, beta):
+        if isinstance(beta, float) and beta <= 0 or isinstance(beta, Tensor) and (beta <= 0).any():
+            raise ValueError("Gaussian units need an inverse temperature beta > 0")
+
+    def mean(self, a, beta=1.0):
+        if isinstance(beta, float) and beta == 1.0:
+            return self.bias + self.sigma * a
+        self._check_beta(beta)
+        return self.bias + self.sigma * a / beta
+
+    def sample(self, a, beta=1.0, generator=None, mean=None):
+        m = self.mean(a, beta) if mean is None else mean
+        noise = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+        std = self.sigma if isinstance(beta, float) and beta == 1.0 else self.sigma / torch.sqrt(torch.as_tensor(beta, dtype=m.dtype))
+        return m + std * noise
+
+    def log_partition(self, a, beta=1.0):
+        # log integral exp(-beta (x - b)^2 / (2 s^2) + x a / s) dx
+        #   = log(s sqrt(2 pi / beta)) + (m^2 - b^2) beta / (2 s^2),  m = b + s a / beta
+        s = self.sigma
+        if isinstance(beta, float) and beta == 1.0:
+            return (torch.log(s) + 0.5 * math.log(2 * math.pi) + a * self.bias / s + 0.5 * a * a).sum(-1)
+        self._check_beta(beta)
+        beta_t = torch.as_tensor(beta, dtype=a.dtype, device=a.device)
+        return (torch.log(s) + 0.5 * math.log(2 * math.pi) - 0.5 * torch.log(beta_t)
+                + a * self.bias / s + 0.5 * a * a / beta_t).sum(-1)
+
+    def init_bias(self, data_mean):
+        return data_mean.clone()
+
+    def shift_bias(self, delta):
+        with torch.no_grad():
+            self.bias.add_(self.sigma * delta)
+
+    def default_offset(self):
+        return (self.bias / self.sigma).detach().clone()
+
+    def config(self):
+        return {"n": self.n, "sigma": self.sigma.detach().cpu().tolist(), "learn_sigma": self.learn_sigma}
+
+
+class Softmax(Units):
+    """Groups of ``group_size`` mutually exclusive binary units (one-hot per group).
+
+    p(x_g = e_k | a) = softmax_k(b_gk + a_gk); the layer's log-partition is the sum over
+    groups of logsumexp.  ``group_size=None`` makes the whole layer one K-way unit.
+    """
+
+    name = "softmax"
+    support = "one-hot groups (or probability vectors)"
+    n_draws: int = 1
+
+    def __init__(self, n: int, group_size: int | None = None) -> None:
+        super().__init__(n)
+        k = self.n if group_size is None else int(group_size)
+        if k < 2 or self.n % k:
+            raise ValueError(f"group_size must be >= 2 and divide the number of units {self.n}, got {group_size}")
+        self.group_size = k
+        self.site_size = k
+
+    def _groups(self, x: Tensor) -> Tensor:
+        return x.reshape(*x.shape[:-1], self.n // self.group_size, self.group_size)
+
+    def mean(self, a, beta=1.0):
+        return self.n_draws * torch.softmax(self._groups(self.natural(a, beta)), -1).reshape(a.shape)
+
+    def sample(self, a, beta=1.0, generator=None, mean=None):
+        p = self.mean(a, beta) if mean is None else mean
+        p = self._groups(p / self.n_draws)
+        flat = p.reshape(-1, self.group_size)
+        if self.n_draws == 1:
+            # inverse-CDF draw: one uniform per group
+            u = torch.rand(flat.shape[0], 1, generator=generator, dtype=p.dtype, device=p.device)
+            idx = (flat.cumsum(-1) < u).sum(-1, keepdim=True).clamp_(max=self.group_size - 1)
+            out = torch.zeros_like(flat).scatter_(-1, idx, 1.0)
+        else:
+            idx = torch.multinomial(flat, self.n_draws, replacement=True, generator=generator)
+            out = torch.zeros_like(flat).scatter_add_(-1, idx, torch.ones_like(idx, dtype=p.dtype))
+        return out.reshape(a.shape)
+
+    def log_partition(self, a, beta=1.0):
+        return self.n_draws * torch.logsumexp(self._groups(self.natural(a, beta)), -1).sum(-1)
+
+    def validate(self, x, what="X"):
+        super().validate(x, what)
+        g = self._groups(x)
+        tol = 1e-4 * self.n_draws
+        if (x < 0).any() or (x > self.n_draws).any() or ((g.sum(-1) - self.n_draws).abs() > tol).any():
+            bad = ((g.sum(-1) - self.n_draws).abs() > tol) | (g < 0).any(-1) | (g > self.n_draws).any(-1)
+            row, grp = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"{what} is outside the support of {type(self).__name__} units, {self.support}: "
+                             f"row {row}, group {grp} (units {grp * self.group_size}-"
+                             f"{(grp + 1) * self.group_size - 1}) is {g[row, grp].tolist()}")
+
+    def init_bias(self, data_mean):
+        p = self._groups(data_mean / self.n_draws).clamp_min(1e-3)
+        return torch.log(p / p.sum(-1, keepdim=True)).reshape(data_mean.shape)
+
+    def site_states(self):
+        return torch.eye(self.group_size)
+
+    def default_offset(self):
+        return torch.full_like(self.bias, self.n_draws / self.group_size).detach()
+
+    def config(self):
+        return {"n": self.n, "group_size": self.group_size}
+
+
+class Multinomial(Softmax):
+    """A softmax unit drawn ``n_draws`` times: each group holds counts summing to ``n_draws``.
+
+    The energy includes the multinomial coefficient as base measure,
+    bias_energy(x) = -x . b - sum_g log(n! / prod_k x_gk!), so that the log-partition of a
+    group is ``n_draws * logsumexp(b + a)`` (the replicated softmax of Salakhutdinov & Hinton).
+    """
+
+    name = "multinomial"
+    support = "non-negative counts summing to n_draws in each group"
+    linear_bias = True
+
+    def __init__(self, n: int, group_size: int | None = None, n_draws: int = 1) -> None:
+        super().__init__(n, group_size)
+        if int(n_draws) < 1:
+            raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+        self.n_draws = int(n_draws)
+
+    def _log_coef(self, x: Tensor) -> Tensor:
+        g = self._groups(x)
+        return (math.lgamma(self.n_draws + 1) - torch.lgamma(g + 1).sum(-1)).sum(-1)
+
+    def bias_energy(self, x, beta=1.0):
+        e = -(x @ self.bias) - self._log_coef(x)
+        return beta * e if isinstance(beta, float) else beta.squeeze(-1) * e
+
+    def bias_energy_terms(self, x):
+        const = math.lgamma(self.n_draws + 1) / self.group_size
+        return -x * self.bias + torch.lgamma(x + 1) - const
+
+    def log_partition(self, a, beta=1.0):
+        if not (isinstance(beta, float) and beta == 1.0):
+            # the base measure is not tempered: sum over counts of coef * exp(x . eta)
+            return self.n_draws * torch.logsumexp(self._groups(self.natural(a, beta)), -1).sum(-1)
+        return super().log_partition(a)
+
+    def validate(self, x, what="X"):
+        super().validate(x, what)
+
+    def site_states(self):
+        k, n = self.group_size, self.n_draws
+        rows = [c for c in itertools.product(range(n + 1), repeat=k) if sum(c) == n]
+        return torch.tensor(rows, dtype=torch.get_default_dtype())
+
+    def config(self):
+        return {"n": self.n, "group_size": self.group_size, "n_draws": self.n_draws}
+
+
+_REGISTRY: dict[str, type[Units]] = {}
+
+
+def register_units(cls: type[Units]) -> type[Units]:
+    """Make a unit type available by its ``name`` (``visible="name"`` in estimators, and in model files)."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+for _cls in (Bernoulli, Gaussian, Softmax, Multinomial):
+    register_units(_cls)
+
+
+def make_units(spec: str | Units | type[Units] | dict, n: int) -> Units:
+    """Build a layer of ``n`` units from a name, a class, a {"name": ..., **kwargs} dict or a template instance."""
+    if isinstance(spec, Units):
+        if spec.n != n:
+            raise ValueError(f"the {type(spec).__name__} layer given has {spec.n} units, the data needs {n}")
+        return spec
+    if isinstance(spec, type) and issubclass(spec, Units):
+        return spec(n)
+    kwargs: dict[str, Any] = {}
+    if isinstance(spec, dict):
+        kwargs = dict(spec)
+        spec = kwargs.pop("name", None)
+        kwargs.pop("n", None)
+    if not isinstance(spec, str) or spec.lower() not in _REGISTRY:
+        raise ValueError(f"unknown unit type {spec!r}; known: {sorted(_REGISTRY)} "
+                         "(or pass a Units subclass or instance)")
+    return _REGISTRY[spec.lower()](n, **kwargs)
+
+
+def units_config(units: Units) -> dict[str, Any]:
+    """{"name": ..., **constructor arguments}: the inverse of ``make_units`` for save/load."""
+    return {"name": units.name, **units.config()}
