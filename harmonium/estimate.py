@@ -82,33 +82,38 @@ def exact_log_likelihood(model, X: Tensor, log_z: float | None = None) -> Tensor
 def pseudo_log_likelihood(model, X: Tensor, *, chunk_elements: int = 1 << 24) -> Tensor:
     """Exact pseudo-log-likelihood sum_s log p(x_s | x_rest) of each row, over all sites.
 
-    A site is one unit, or one group of a softmax/multinomial layer; p(x_s | x_rest) is
-    normalised over every state of the site (no random single flip scaled by the number of
-    features, which is the estimate scikit-learn's BernoulliRBM returns).  Needs discrete
-    visible units.
+    A site is one unit, or one group of a softmax/multinomial layer.  Each conditional is
+    normalised over every state of its site:
+
+        log p(x_s | x_rest) = -F(x) - log sum_{x'_s} w(x'_s) exp(-F(x'_s, x_rest))
+
+    with the site's states and weights from ``Units.site_quadrature`` (all states with weight 1
+    for discrete units, Gauss-Hermite nodes for Gaussian units).  This is the full sum, not the
+    random single flip scaled by the number of features that scikit-learn's BernoulliRBM returns.
+    The hidden input of each variant is a(x) + (T(x'_s) - T(x_s)) W_s: no matrix product per site.
     """
     m = as_model(model)
     vis = m.visible
-    if not vis.enumerable:
-        raise ValueError(f"pseudo-likelihood needs discrete visible units, got {type(vis).__name__}")
     X = _like(X, m)
     n, d = X.shape
     k = vis.site_size
     n_sites = d // k
-    states = vis.site_states().to(X)  # (S, k)
-    S = states.shape[0]
-    # per-unit bias-energy terms of every site in each state, and of the data
-    full = states.repeat(1, n_sites)  # (S, d): every site in state s
-    e_states = vis.bias_energy_terms(full).view(S, n_sites, k).sum(-1).T  # (n_sites, S)
-    t_states = vis.statistic(full).view(S, n_sites, k).transpose(0, 1)  # (n_sites, S, k)
+    states, log_w = vis.site_quadrature()  # (n_sites, S, k), (n_sites, S)
+    states, log_w = states.to(X), log_w.to(X)
+    S = states.shape[1]
+    flat = states.transpose(0, 1).reshape(S, d)  # row s: every site in its s-th state
+    e_states = vis.bias_energy_terms(flat).view(S, n_sites, k).sum(-1).T  # (n_sites, S)
+    t_states = vis.statistic(flat).view(S, n_sites, k).transpose(0, 1)  # (n_sites, S, k)
     Wg = m.W.view(n_sites, k, -1)
-    out = torch.empty(n, dtype=X.dtype, device=X.device)
     n_hid = m.n_hidden
-    rows = max(1, chunk_elements // max(1, n_sites * S * n_hid))
-    site_chunk = n_sites if rows >= 1 else 1
+    per_site = S * n_hid
+    site_chunk = max(1, min(n_sites, chunk_elements // per_site))
+    rows = max(1, chunk_elements // (per_site * site_chunk))
+    out = torch.empty(n, dtype=X.dtype, device=X.device)
     for r0 in range(0, n, rows):
         x = X[r0:r0 + rows]
         a = m.hidden_input(x)  # (b, h)
+        f_x = m.free_energy_from_input(x, a)  # (b,)
         e_x = vis.bias_energy_terms(x).view(-1, n_sites, k).sum(-1)  # (b, n_sites)
         t_x = vis.statistic(x).view(-1, n_sites, k)
         total = torch.zeros(x.shape[0], dtype=X.dtype, device=X.device)
@@ -116,19 +121,13 @@ def pseudo_log_likelihood(model, X: Tensor, *, chunk_elements: int = 1 << 24) ->
             sl = slice(s0, s0 + site_chunk)
             dt = t_states[None, sl] - t_x[:, sl, None, :]  # (b, c, S, k)
             da = torch.einsum("bcsk,ckh->bcsh", dt, Wg[sl])
-            a_s = a[:, None, None, :] + da
-            f = (e_states[None, sl] - e_x[:, sl, None])  # bias-energy change (b, c, S)
+            # F of each variant = F(x) + bias-energy change + offset term - log-partition change
+            f = f_x[:, None, None] + (e_states[None, sl] - e_x[:, sl, None])
             if m.hidden_offset is not None:
                 f = f + da @ m.hidden_offset
-            f = f - m.hidden.log_partition(a_s)  # + const that cancels below
-            logp = -f
-            # log-prob of the observed site state: it equals the state where dt == 0
-            observed = (dt.abs().sum(-1) == 0).to(X.dtype)
-            if (observed.sum(-1) != 1).any():
-                # states are means, not one of the site states: compare by free energy directly
-                raise ValueError("pseudo-likelihood needs data on the states of the visible units "
-                                 "(got probabilities, not 0/1 or one-hot values)")
-            total += ((logp * observed).sum(-1) - torch.logsumexp(logp, -1)).sum(-1)
+            f = f - m.hidden.log_partition(a[:, None, None, :] + da) + m.hidden.log_partition(a)[:, None, None]
+            log_norm = torch.logsumexp(-f + log_w[None, sl], -1)  # (b, c)
+            total += (-f_x[:, None] - log_norm).sum(-1)
         out[r0:r0 + rows] = total
     return out
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 from torch import Tensor
 
-from . import estimate
+from . import estimate, io
 from .learning import Trainer, TrainingConfig
 from .rbm import RBMModel
-from .units import Units, make_units
+from .units import Units, make_units, units_config
 
 __all__ = ["RBM", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM"]
 
@@ -198,26 +199,22 @@ class RBM(TransformerMixin, BaseEstimator):
         """Convert to a tensor of the model's dtype and device, validated; the input is never modified."""
         if isinstance(X, Tensor):
             t = X.detach()
+            if t.is_complex():
+                raise ValueError(f"Complex data not supported: {what} has dtype {t.dtype}")
+            if t.ndim != 2:
+                raise ValueError(f"Expected a 2-D {what} (n_samples, n_features), got shape {tuple(t.shape)}. "
+                                 "Reshape your data with X.reshape(-1, 1) or X.reshape(1, -1)")
+            if t.shape[0] == 0 or t.shape[1] == 0:
+                raise ValueError(f"Found array with {t.shape[0]} sample(s) and {t.shape[1]} feature(s) "
+                                 f"(shape={tuple(t.shape)}) while a minimum of 1 is required.")
         else:
-            if hasattr(X, "toarray"):  # scipy sparse
-                X = X.toarray()
-            if np.iscomplexobj(X):
-                raise ValueError(f"{what} must be real-valued, got complex numbers")
-            try:
-                t = torch.as_tensor(np.asarray(X, dtype=np.float64 if self.dtype == "float64" else np.float32))
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{what} must be a numeric array: {e}") from None
-        if t.is_complex():
-            raise ValueError(f"{what} must be real-valued, got dtype {t.dtype}")
-        if t.ndim == 1:
-            raise ValueError(f"{what} must be 2-D (n_samples, n_features), got a 1-D array of shape "
-                             f"{tuple(t.shape)}; reshape with X.reshape(-1, 1) or X.reshape(1, -1)")
-        if t.ndim != 2:
-            raise ValueError(f"{what} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
-        if t.shape[0] == 0:
-            raise ValueError(f"{what} is empty: 0 samples (shape {tuple(t.shape)}); at least 1 is required")
-        if t.shape[1] == 0:
-            raise ValueError(f"{what} has 0 features (shape {tuple(t.shape)}); at least 1 is required")
+            # scikit-learn's own checks give the messages users know (shape, dtype, NaN, empty)
+            np_dtype = np.float64 if self.dtype == "float64" else np.float32
+            a = check_array(X, dtype=np_dtype, accept_sparse=False if not hasattr(X, "toarray") else "csr",
+                            ensure_all_finite=True, input_name=what)
+            if hasattr(a, "toarray"):
+                a = a.toarray()
+            t = torch.from_numpy(np.array(a, dtype=np_dtype, copy=True))
         t = t.to(dtype=self._torch_dtype, device=self.device)
         if units is not None:
             if t.shape[1] != units.n:
@@ -506,7 +503,8 @@ class RBM(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True  # converted to dense
+        tags.transformer_tags.preserves_dtype = [self.dtype]
         tags.non_deterministic = False
         return tags
 
@@ -523,6 +521,138 @@ class RBM(TransformerMixin, BaseEstimator):
             g.set_state(rng)
             state["_rng"] = g
         self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path) -> "Path":
+        """Save the fitted estimator (weights, hyperparameters, training state) atomically; see ``harmonium.io``."""
+        self._fitted()
+        return io.save(self, path)
+
+    def _get_state(self) -> tuple[dict, dict[str, Tensor]]:
+        m = self._fitted()
+        tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in m.state_dict().items()}
+        params = {}
+        for name, value in self.get_params(deep=False).items():
+            if isinstance(value, Units):
+                value = {"__units__": units_config(value)}
+            elif isinstance(value, RBM):
+                value = {"__copied_from__": type(value).__name__}
+            elif isinstance(value, (np.ndarray, Tensor)):
+                tensors[f"params.{name}"] = torch.as_tensor(np.asarray(value.cpu() if isinstance(value, Tensor) else value))
+                value = {"__tensor__": f"params.{name}"}
+            elif isinstance(value, type) and issubclass(value, Units):
+                value = {"__units__": {"name": value.name}}
+            elif callable(value):
+                raise ValueError(f"cannot save {name}={value!r}: a callable is code; use a named option")
+            params[name] = value
+        trainer: dict[str, Any] | None = None
+        t = getattr(self, "trainer_", None)
+        if t is not None:
+            st = t.state_dict()
+            opt = st["optimizer"]
+            opt_keys: dict[str, dict[str, Any]] = {}
+            for idx, pstate in opt["state"].items():
+                for key, val in pstate.items():
+                    if isinstance(val, Tensor):
+                        tensors[f"trainer.optimizer.state.{idx}.{key}"] = val
+                        opt_keys.setdefault(str(idx), {})[key] = "__tensor__"
+                    else:
+                        opt_keys.setdefault(str(idx), {})[key] = val
+            for key, val in st["chains"].items():
+                tensors[f"trainer.chains.{key}"] = val
+            if st.get("hidden_activity") is not None:
+                tensors["trainer.hidden_activity"] = st["hidden_activity"]
+            trainer = {"epoch": st["epoch"], "optimizer_param_groups": opt["param_groups"],
+                       "optimizer_state": opt_keys}
+        if hasattr(self, "_rng"):
+            tensors["rng"] = self._rng.get_state()
+        config = {"params": params, "n_features_in": int(self.n_features_in_),
+                  "units": {"visible": units_config(m.visible), "hidden": units_config(m.hidden)},
+                  "history": self.history_, "trainer": trainer}
+        return config, tensors
+
+    @classmethod
+    def _expected_shapes(cls, config: dict) -> dict[str, Any]:
+        nv, nh = config.get("n_features_in"), config.get("params", {}).get("n_hidden")
+        for name, v in (("n_features_in", nv), ("n_hidden", nh)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"model file declares an invalid {name}: {v!r}")
+        return {"model.W": (nv, nh), "model.visible.bias": (nv,), "model.hidden.bias": (nh,),
+                "model.visible.log_sigma?": (nv,), "model.hidden.log_sigma?": (nh,),
+                "model.visible_offset?": (nv,), "model.hidden_offset?": (nh,), "rng?": None,
+                "trainer.*": None, "params.*": None}
+
+    @classmethod
+    def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None) -> "RBM":
+        params = dict(config["params"])
+        for name, value in list(params.items()):
+            if isinstance(value, dict) and "__units__" in value:
+                params[name] = value["__units__"]
+            elif isinstance(value, dict) and "__tensor__" in value:
+                params[name] = tensors[value["__tensor__"]].numpy()
+            elif isinstance(value, dict) and "__copied_from__" in value:
+                params[name] = 0.01
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        est._check_params()
+        nv = config["n_features_in"]
+        units = config["units"]
+        model = RBMModel(make_units(units["visible"], nv), make_units(units["hidden"], est.n_hidden))
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        for key in ("visible_offset", "hidden_offset"):
+            if key in state:
+                setattr(model, key, torch.zeros_like(state[key]))
+        want = est._torch_dtype
+        for k, v in state.items():
+            if v.dtype != want:
+                raise ValueError(f"tensor {k!r} has dtype {v.dtype}, the configuration says {est.dtype}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"tensor {k!r} contains NaN or infinite values")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"model tensors do not match the configuration: {e}") from None
+        est.model_ = model.to(dtype=want, device=est.device)
+        est.n_features_in_ = nv
+        est.history_ = config.get("history") or {"epoch": []}
+        if "rng" in tensors:
+            g = torch.Generator(device=est.device)
+            try:
+                g.set_state(tensors["rng"])
+            except RuntimeError as e:
+                raise ValueError(f"invalid random generator state: {e}") from None
+            est._rng = g
+        tr = config.get("trainer")
+        if tr is not None:
+            trainer = est._trainer()
+            opt_state: dict[int, dict[str, Any]] = {}
+            params_list = list(est.model_.parameters())
+            for idx, keys in tr["optimizer_state"].items():
+                i = int(idx)
+                if not 0 <= i < len(params_list):
+                    raise ValueError(f"optimizer state for unknown parameter {idx}")
+                d = {}
+                for key, val in keys.items():
+                    if val == "__tensor__":
+                        val = tensors[f"trainer.optimizer.state.{idx}.{key}"].to(est.device)
+                        if val.ndim and val.shape != params_list[i].shape:
+                            raise ValueError(f"optimizer state {idx}.{key} has shape {tuple(val.shape)}, "
+                                             f"parameter has {tuple(params_list[i].shape)}")
+                    d[key] = val
+                opt_state[i] = d
+            chains = {k[len("trainer.chains."):]: v.to(est.device) for k, v in tensors.items()
+                      if k.startswith("trainer.chains.")}
+            if "h" in chains and (chains["h"].ndim != 2 or chains["h"].shape[1] != est.n_hidden):
+                raise ValueError(f"saved chains have shape {tuple(chains['h'].shape)}, "
+                                 f"expected (n, {est.n_hidden})")
+            trainer.load_state_dict({
+                "epoch": tr["epoch"],
+                "optimizer": {"state": opt_state, "param_groups": tr["optimizer_param_groups"]},
+                "chains": chains,
+                "hidden_activity": tensors.get("trainer.hidden_activity"),
+            })
+        return est
 
     # ------------------------------------------------------------------ other constructors
     @classmethod
@@ -565,3 +695,7 @@ BernoulliMultinomialRBM = _preset(
     "RBM with binary visible units and one softmax hidden unit over all hidden units (the seed's B-M RBM); "
     "pass hidden={'name': 'multinomial', 'n_draws': n} for n draws.",
     hidden="multinomial")
+
+
+for _cls in (RBM, BernoulliRBM, GaussianBernoulliRBM, BernoulliMultinomialRBM):
+    io.register_estimator(_cls)

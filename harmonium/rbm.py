@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .units import Beta, Units
+from .units import Beta, Units, is_one
 
 __all__ = ["RBMModel", "GibbsState"]
 
@@ -75,7 +75,7 @@ class RBMModel(nn.Module):
         if self.visible_offset is not None:
             t = t - self.visible_offset
         a = t @ self.W
-        return a if isinstance(beta, float) and beta == 1.0 else a * beta
+        return a if is_one(beta) else a * beta
 
     def visible_input(self, h: Tensor, beta: Beta = 1.0) -> Tensor:
         """c(h) = beta (T_h(h) - lambda) W^T."""
@@ -83,7 +83,7 @@ class RBMModel(nn.Module):
         if self.hidden_offset is not None:
             t = t - self.hidden_offset
         c = t @ self.W.T
-        return c if isinstance(beta, float) and beta == 1.0 else c * beta
+        return c if is_one(beta) else c * beta
 
     def energy(self, v: Tensor, h: Tensor) -> Tensor:
         """E(v, h) for each row."""
@@ -96,7 +96,7 @@ class RBMModel(nn.Module):
     def free_energy_from_input(self, v: Tensor, a: Tensor, beta: Beta = 1.0) -> Tensor:
         """F_beta(v) given the already computed hidden input a = a(v) at beta = 1."""
         f = self.visible.bias_energy(v)
-        if not (isinstance(beta, float) and beta == 1.0):
+        if not (is_one(beta)):
             a = a * beta
         if self.hidden_offset is not None:
             f = f + a @ self.hidden_offset
@@ -146,7 +146,7 @@ class RBMModel(nn.Module):
             if clamp is not None:
                 v = torch.where(clamp[0], clamp[1], v)
             a = self.hidden_input(v)
-            a_beta = a if isinstance(beta, float) and beta == 1.0 else a * beta
+            a_beta = a if is_one(beta) else a * beta
             h_mean = self.hidden.mean(a_beta, beta_h)
             h = self.hidden.sample(a_beta, beta_h, generator, mean=h_mean) if sample_h else h_mean
         return GibbsState(v, h_mean, h, a)
@@ -155,7 +155,7 @@ class RBMModel(nn.Module):
               generator: torch.Generator | None = None) -> GibbsState:
         """The chain state at visible states ``v``: hidden means and states given v."""
         a = self.hidden_input(v)
-        a_beta = a if isinstance(beta, float) and beta == 1.0 else a * beta
+        a_beta = a if is_one(beta) else a * beta
         h_mean = self.hidden.mean(a_beta, beta)
         h = self.hidden.sample(a_beta, beta, generator, mean=h_mean) if sample_h else h_mean
         return GibbsState(v, h_mean, h, a)

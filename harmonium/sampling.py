@@ -94,11 +94,12 @@ class ParallelTempering(PersistentContrastiveDivergence):
         s = model.gibbs(self.h, k, beta=beta, sample_v=sample_v, sample_h=sample_h, generator=generator)
         v, h, a = (x.view(T, C, -1) for x in (s.v, s.h, s.h_input))
         h_mean = s.h_mean.view(T, C, -1)
-        # E1 = bias_energy_h(h) - a . (T_h(h) - lambda), evaluated at beta = 1
+        # E1: the part of the energy that tempering scales, the hidden bias energy (without any
+        # untempered base measure) minus the interaction a . (T_h(h) - lambda)
         th = model.hidden.statistic(h)
         if model.hidden_offset is not None:
             th = th - model.hidden_offset
-        e1 = model.hidden.bias_energy(h) - (a * th).sum(-1)  # (T, C)
+        e1 = model.hidden.bias_energy(h) - model.hidden.bias_energy(h, 0.0) - (a * th).sum(-1)  # (T, C)
         lo = torch.arange(self.parity, T - 1, 2, device=device)
         self.parity ^= 1
         if len(lo):

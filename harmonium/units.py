@@ -30,6 +30,7 @@ import itertools
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -79,7 +80,7 @@ class Units(nn.Module):
 
     def bias_energy(self, x: Tensor, beta: Beta = 1.0) -> Tensor:
         """beta times the energy of the states alone, summed over units: shape x.shape[:-1]."""
-        return -beta * (x @ self.bias) if isinstance(beta, float) else -(beta.squeeze(-1) * (x @ self.bias))
+        return -_scale(x @ self.bias, beta)
 
     def bias_energy_terms(self, x: Tensor) -> Tensor:
         """Per-unit terms of ``bias_energy`` (beta = 1), shape ``x.shape``."""
@@ -87,7 +88,7 @@ class Units(nn.Module):
 
     def natural(self, a: Tensor, beta: Beta = 1.0) -> Tensor:
         """Natural parameter ``beta * b + a`` of linear-bias units."""
-        if isinstance(beta, float) and beta == 1.0:
+        if is_one(beta):
             return a + self.bias
         return a + beta * self.bias
 
@@ -131,6 +132,14 @@ class Units(nn.Module):
     def site_states(self) -> Tensor:
         """All states of one site, shape (n_states, site_size); continuous types raise."""
         raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
+
+    def site_quadrature(self) -> tuple[Tensor, Tensor]:
+        """States and log-weights to sum (or integrate) one site over, for every site:
+        shapes (n_sites, S, site_size) and (n_sites, S).  Discrete units: all states, weight 1."""
+        states = self.site_states().to(self.bias)
+        n_sites = self.n // self.site_size
+        return (states.expand(n_sites, *states.shape),
+                torch.zeros(n_sites, states.shape[0], dtype=states.dtype, device=states.device))
 
     @property
     def enumerable(self) -> bool:
@@ -180,6 +189,18 @@ class Units(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (for save/load)."""
         return {"n": self.n}
+
+
+def is_one(beta: Beta) -> bool:
+    """True for the plain (untempered) case, so that it costs no multiplication."""
+    return not isinstance(beta, Tensor) and beta == 1
+
+
+def _scale(e: Tensor, beta: Beta) -> Tensor:
+    """beta * e for a per-row energy e, with beta a number or a (rows, 1) tensor."""
+    if isinstance(beta, Tensor):
+        return beta.reshape(beta.shape[:-1]) * e if beta.ndim == e.ndim + 1 else beta * e
+    return e if beta == 1 else float(beta) * e
 
 
 def _rand_like(p: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -248,18 +269,17 @@ class Gaussian(Units):
         return x / self.sigma
 
     def bias_energy(self, x, beta=1.0):
-        e = (((x - self.bias) / self.sigma) ** 2).sum(-1) * 0.5
-        return beta * e if isinstance(beta, float) else beta.squeeze(-1) * e
+        return _scale((((x - self.bias) / self.sigma) ** 2).sum(-1) * 0.5, beta)
 
     def bias_energy_terms(self, x):
         return 0.5 * ((x - self.bias) / self.sigma) ** 2
 
     def _check_beta(self, beta):
-        if isinstance(beta, float) and beta <= 0 or isinstance(beta, Tensor) and (beta <= 0).any():
+        if not isinstance(beta, Tensor) and beta <= 0 or isinstance(beta, Tensor) and (beta <= 0).any():
             raise ValueError("Gaussian units need an inverse temperature beta > 0")
 
     def mean(self, a, beta=1.0):
-        if isinstance(beta, float) and beta == 1.0:
+        if is_one(beta):
             return self.bias + self.sigma * a
         self._check_beta(beta)
         return self.bias + self.sigma * a / beta
@@ -267,14 +287,14 @@ class Gaussian(Units):
     def sample(self, a, beta=1.0, generator=None, mean=None):
         m = self.mean(a, beta) if mean is None else mean
         noise = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
-        std = self.sigma if isinstance(beta, float) and beta == 1.0 else self.sigma / torch.sqrt(torch.as_tensor(beta, dtype=m.dtype))
+        std = self.sigma if is_one(beta) else self.sigma / torch.sqrt(torch.as_tensor(beta, dtype=m.dtype))
         return m + std * noise
 
     def log_partition(self, a, beta=1.0):
         # log integral exp(-beta (x - b)^2 / (2 s^2) + x a / s) dx
         #   = log(s sqrt(2 pi / beta)) + (m^2 - b^2) beta / (2 s^2),  m = b + s a / beta
         s = self.sigma
-        if isinstance(beta, float) and beta == 1.0:
+        if is_one(beta):
             return (torch.log(s) + 0.5 * math.log(2 * math.pi) + a * self.bias / s + 0.5 * a * a).sum(-1)
         self._check_beta(beta)
         beta_t = torch.as_tensor(beta, dtype=a.dtype, device=a.device)
@@ -284,9 +304,32 @@ class Gaussian(Units):
     def init_bias(self, data_mean):
         return data_mean.clone()
 
+    #: Gauss-Hermite nodes per unit for integrals over one unit (pseudo-likelihood)
+    quadrature_nodes: int = 64
+
+    def site_quadrature(self):
+        """Gauss-Hermite nodes x = b + sigma sqrt(2) t with weights w e^{t^2} sigma sqrt(2), so that
+        sum_k exp(log_w_k) f(x_k) approximates the integral of f over the real line for integrands
+        with a Gaussian factor of this unit's width."""
+        t, w = np.polynomial.hermite.hermgauss(self.quadrature_nodes)
+        t = torch.as_tensor(t, dtype=self.bias.dtype, device=self.bias.device)
+        w = torch.as_tensor(w, dtype=self.bias.dtype, device=self.bias.device)
+        s = self.sigma.detach()[:, None]
+        nodes = self.bias.detach()[:, None] + s * math.sqrt(2) * t
+        log_w = torch.log(w) + t * t + torch.log(s * math.sqrt(2))
+        return nodes[:, :, None], log_w
+
     def shift_bias(self, delta):
         with torch.no_grad():
             self.bias.add_(self.sigma * delta)
+
+    def bias_energy_grads(self, x, weights=None):
+        if self.learn_sigma:
+            return super().bias_energy_grads(x, weights)
+        # d/db of <(x - b)^2 / (2 sigma^2)> = -<x - b> / sigma^2
+        if weights is None:
+            return [-(x.mean(0) - self.bias) / self.sigma ** 2]
+        return [-(weights @ x - weights.sum() * self.bias) / self.sigma ** 2]
 
     def default_offset(self):
         return (self.bias / self.sigma).detach().clone()
@@ -385,18 +428,12 @@ class Multinomial(Softmax):
         return (math.lgamma(self.n_draws + 1) - torch.lgamma(g + 1).sum(-1)).sum(-1)
 
     def bias_energy(self, x, beta=1.0):
-        e = -(x @ self.bias) - self._log_coef(x)
-        return beta * e if isinstance(beta, float) else beta.squeeze(-1) * e
+        # the base measure (the multinomial coefficient) is not tempered
+        return _scale(-(x @ self.bias), beta) - self._log_coef(x)
 
     def bias_energy_terms(self, x):
         const = math.lgamma(self.n_draws + 1) / self.group_size
         return -x * self.bias + torch.lgamma(x + 1) - const
-
-    def log_partition(self, a, beta=1.0):
-        if not (isinstance(beta, float) and beta == 1.0):
-            # the base measure is not tempered: sum over counts of coef * exp(x . eta)
-            return self.n_draws * torch.logsumexp(self._groups(self.natural(a, beta)), -1).sum(-1)
-        return super().log_partition(a)
 
     def validate(self, x, what="X"):
         super().validate(x, what)
@@ -415,7 +452,7 @@ _REGISTRY: dict[str, type[Units]] = {}
 
 def register_units(cls: type[Units]) -> type[Units]:
     """Make a unit type available by its ``name`` (``visible="name"`` in estimators, and in model files)."""
-    _REGISTRY[cls.name] = cls
+    _REGISTRY[cls.name.lower()] = cls
     return cls
 
 

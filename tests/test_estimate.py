@@ -1,0 +1,107 @@
+"""Evaluation functions against brute force: log Z routes, pseudo-likelihood, reconstruction."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import harmonium as hm
+from harmonium import estimate
+
+from conftest import N_HIDDEN, N_SAMPLES, N_VISIBLE, all_states, make_model
+
+
+def test_exact_log_partition_same_from_either_layer():
+    """Enumerating the hidden layer (7 x 5 model) or the visible layer (transposed roles) agree."""
+    m = make_model("bernoulli", "bernoulli", centered=True)
+    V = all_states(m.visible)
+    brute = torch.logsumexp(-m.free_energy(V), 0).item()
+    assert estimate.enumeration_cost(m) == ("hidden", 2.0 ** N_HIDDEN)
+    assert estimate.exact_log_partition(m) == pytest.approx(brute, abs=1e-10)
+
+
+def test_exact_log_partition_accepts_estimators_and_refuses_huge_or_continuous():
+    m = make_model("bernoulli", "bernoulli")
+    est = hm.RBM.from_arrays(m.W.detach().numpy(), m.visible.bias.detach().numpy(),
+                             m.hidden.bias.detach().numpy(), dtype="float64")
+    assert estimate.exact_log_partition(est) == pytest.approx(estimate.exact_log_partition(m), abs=1e-10)
+    big = hm.RBM.from_arrays(np.zeros((40, 41)), np.zeros(40), np.zeros(41))
+    with pytest.raises(ValueError, match="use AIS"):
+        estimate.exact_log_partition(big)
+    gg = hm.RBM.from_arrays(np.zeros((3, 2)), np.zeros(3), np.zeros(2), visible="gaussian", hidden="gaussian")
+    with pytest.raises(ValueError, match="continuous"):
+        estimate.exact_log_partition(gg)
+
+
+def test_zero_weight_model_log_z_is_closed_form(dtype):
+    """W = 0: log Z = sum softplus(b) + sum softplus(c)."""
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(N_VISIBLE, generator=g, dtype=torch.float64)
+    c = torch.randn(N_HIDDEN, generator=g, dtype=torch.float64)
+    est = hm.RBM.from_arrays(np.zeros((N_VISIBLE, N_HIDDEN)), b.numpy(), c.numpy(), dtype=str(dtype)[6:])
+    expected = torch.nn.functional.softplus(b).sum() + torch.nn.functional.softplus(c).sum()
+    assert estimate.exact_log_partition(est) == pytest.approx(expected.item(), abs=1e-9 if dtype == torch.float64 else 1e-5)
+
+
+def brute_pll(m, X):
+    """sum_i log p(x_i | x_-i) by building every variant explicitly."""
+    out = torch.zeros(len(X), dtype=torch.float64)
+    vis = m.visible
+    k = vis.site_size
+    states = vis.site_states().double()
+    for r, x in enumerate(X):
+        for site in range(vis.n // k):
+            variants = x.repeat(len(states), 1)
+            variants[:, site * k:(site + 1) * k] = states
+            f = m.free_energy(variants)
+            out[r] += -m.free_energy(x[None])[0] - torch.logsumexp(-f, 0)
+    return out
+
+
+@pytest.mark.parametrize("visible,hidden", [("bernoulli", "bernoulli"), ("softmax", "bernoulli"),
+                                            ("bernoulli", "multinomial")])
+def test_pseudo_log_likelihood_matches_brute_force(visible, hidden, dtype):
+    nv = 9 if visible == "softmax" else N_VISIBLE
+    m = make_model(visible, hidden, nv, N_HIDDEN, centered=True)
+    g = torch.Generator().manual_seed(2)
+    V = all_states(m.visible)
+    X = V[torch.randint(len(V), (N_SAMPLES,), generator=g)]
+    expected = brute_pll(m, X)
+    got = estimate.pseudo_log_likelihood(m.to(dtype), X.to(dtype), chunk_elements=50)  # force chunking
+    assert torch.allclose(got.double(), expected, atol=1e-4 if dtype == torch.float32 else 1e-10)
+    assert (got <= 0).all()
+
+
+def test_pseudo_log_likelihood_of_gaussian_visibles_matches_numerical_integration():
+    m = make_model("gaussian", "bernoulli", 3, N_HIDDEN, scale=0.5)
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(N_SAMPLES, 3, generator=g, dtype=torch.float64)
+    grid = torch.linspace(-15, 15, 6001, dtype=torch.float64)
+    expected = torch.zeros(N_SAMPLES, dtype=torch.float64)
+    for r, x in enumerate(X):
+        for i in range(3):
+            variants = x.repeat(len(grid), 1)
+            variants[:, i] = grid
+            z = torch.trapezoid(torch.exp(-m.free_energy(variants)), grid)
+            expected[r] += -m.free_energy(x[None])[0] - torch.log(z)
+    got = estimate.pseudo_log_likelihood(m, X)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_reconstruction_error_and_free_energy_gap():
+    m = make_model("bernoulli", "bernoulli")
+    V = all_states(m.visible)
+    r = m.visible_mean(m.hidden_mean(V))
+    assert estimate.reconstruction_error(m, V) == pytest.approx(((V - r) ** 2).mean().item())
+    a, b = V[:40], V[40:80]
+    gap = estimate.free_energy_gap(m, a, b)
+    assert gap == pytest.approx((m.free_energy(b).mean() - m.free_energy(a).mean()).item())
+    assert estimate.free_energy_gap(m, a, a) == 0.0
+
+
+def test_exact_log_likelihood_normalises():
+    m = make_model("softmax", "bernoulli", 9, N_HIDDEN)
+    V = all_states(m.visible)
+    ll = estimate.exact_log_likelihood(m, V)
+    assert math.isclose(torch.logsumexp(ll, 0).item(), 0.0, abs_tol=1e-10)
