@@ -598,7 +598,8 @@ class RBM(TransformerMixin, BaseEstimator):
         est._check_params()
         nv = config["n_features_in"]
         units = config["units"]
-        model = RBMModel(make_units(units["visible"], nv), make_units(units["hidden"], est.n_hidden))
+        model = RBMModel(make_units(units["visible"], nv), make_units(units["hidden"], est.n_hidden)).to(
+            dtype=est._torch_dtype)
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         for key in ("visible_offset", "hidden_offset"):
             if key in state:

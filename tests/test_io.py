@@ -1,0 +1,142 @@
+"""Model files: round trips, bit-identical resume, refusal of corrupt or foreign files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import harmonium as hm
+
+from conftest import N_HIDDEN, N_VISIBLE, bars_and_stripes
+
+X = np.tile(bars_and_stripes(3), (5, 1))
+RNG = np.random.default_rng(0)
+
+UNIT_CASES = {
+    "bernoulli": (dict(), X),
+    "gaussian-learned": (dict(visible={"name": "gaussian", "learn_sigma": True, "sigma": 0.7}, learning_rate=0.001),
+                         RNG.normal(size=(40, N_VISIBLE))),
+    "softmax": (dict(visible={"name": "softmax", "group_size": 3}),
+                np.eye(3)[RNG.integers(0, 3, (40, 3))].reshape(40, 9)),
+    "multinomial-hidden": (dict(hidden={"name": "multinomial", "n_draws": 2}), X),
+}
+
+
+@pytest.mark.parametrize("case", list(UNIT_CASES))
+def test_round_trip_each_unit_type(case, tmp_path, dtype):
+    kw, data = UNIT_CASES[case]
+    est = hm.RBM(n_hidden=N_HIDDEN, epochs=2, random_state=0, dtype=str(dtype)[6:], centering=True, **kw).fit(data)
+    path = est.save(tmp_path / "m.safetensors")
+    back = hm.load(path)
+    assert type(back) is type(est)
+    assert back.get_params() == est.get_params()
+    for (k, a), (k2, b) in zip(est.model_.state_dict().items(), back.model_.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert np.array_equal(back.transform(data), est.transform(data))
+    assert back.history_ == est.history_
+    assert np.array_equal(back.sample(3, 4), est.sample(3, 4))  # generator state saved too
+
+
+@pytest.mark.parametrize("algo", [dict(), dict(persistent=True, n_chains=7),
+                                  dict(n_temperatures=3, n_chains=5), dict(optimizer="adam", centering=True,
+                                                                            sparsity_target=0.1, sparsity_cost=0.1)],
+                         ids=["cd", "pcd", "tempering", "adam-centered-sparse"])
+def test_resume_is_bit_identical(algo, tmp_path):
+    kw = dict(n_hidden=N_HIDDEN, random_state=3, batch_size=4, sample_v_states=True, **algo)
+    straight = hm.RBM(epochs=4, **kw).fit(X)
+    first = hm.RBM(epochs=2, **kw).fit(X)
+    first.save(tmp_path / "m.safetensors")
+    resumed = hm.load(tmp_path / "m.safetensors").set_params(epochs=4, warm_start=True).fit(X)
+    for a, b in zip(straight.model_.state_dict().values(), resumed.model_.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.history_ == straight.history_
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
+    est = hm.RBM(n_hidden=3, epochs=1, random_state=0).fit(X)
+    path = tmp_path / "m.safetensors"
+    est.save(path)
+    good = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        hm.RBM(n_hidden=4, epochs=1, random_state=1).fit(X).save(path)
+    assert path.read_bytes() == good
+    assert os.listdir(tmp_path) == ["m.safetensors"]
+
+
+def _valid(tmp_path):
+    est = hm.RBM(n_hidden=3, epochs=1, random_state=0, persistent=True).fit(X)
+    return est.save(tmp_path / "valid.safetensors")
+
+
+@pytest.mark.parametrize("kind,match", [
+    ("empty", "too short"),
+    ("random", "not a valid harmonium model file"),
+    ("truncated", "not a valid harmonium model file"),
+    ("pickle", "not a valid harmonium model file"),
+    ("foreign", "not a harmonium model"),
+    ("version", "format version '99'"),
+    ("bad-shape", "has shape"),
+    ("huge-declared", "has shape"),
+    ("extra-tensor", "unexpected tensor"),
+    ("bad-config", "unreadable model configuration"),
+    ("nan", "NaN"),
+])
+def test_corrupt_files_are_refused_cleanly(kind, match, tmp_path):
+    src = _valid(tmp_path)
+    raw = src.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    with open(src, "rb") as f:
+        from safetensors import safe_open
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "random":
+        bad.write_bytes(np.random.default_rng(1).bytes(4096))
+    elif kind == "truncated":
+        bad.write_bytes(raw[: len(raw) - 17])
+    elif kind == "pickle":
+        import pickle
+        bad.write_bytes(pickle.dumps({"W": [1, 2, 3]}))
+    else:
+        if kind == "foreign":
+            meta = {"format": "pt"}
+        elif kind == "version":
+            meta["format_version"] = "99"
+        elif kind == "bad-shape":
+            tensors["model.W"] = torch.zeros(N_VISIBLE, 4)
+        elif kind == "huge-declared":
+            cfg = json.loads(meta["config"])
+            cfg["params"]["n_hidden"] = 10 ** 9
+            meta["config"] = json.dumps(cfg)
+        elif kind == "extra-tensor":
+            tensors["evil"] = torch.zeros(1)
+        elif kind == "bad-config":
+            meta["config"] = "{not json"
+        elif kind == "nan":
+            tensors["model.W"] = tensors["model.W"].clone()
+            tensors["model.W"][0, 0] = float("nan")
+        save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(ValueError, match=match):
+        hm.load(bad)
+
+
+def test_missing_file_is_an_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        hm.load(tmp_path / "nope.safetensors")
+
+
+def test_callable_optimizer_cannot_be_saved(tmp_path):
+    est = hm.RBM(n_hidden=3, epochs=1, optimizer=lambda p: torch.optim.SGD(p, lr=0.1)).fit(X)
+    with pytest.raises(ValueError, match="a callable is code"):
+        est.save(tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
