@@ -83,6 +83,7 @@ class RBM(TransformerMixin, BaseEstimator):
         "pseudo_log_likelihood", "free_energy_gap" (needs X_val), "log_likelihood" (exact, small
         models only); "auto" picks what is affordable; None or () records none.
     metrics_every : record metrics every this many epochs (and after the last).
+    log_dir : folder for TensorBoard logs of the recorded epochs (scalars, histograms, images).
     warm_start : when fitted already, ``fit`` continues from the current state.
     random_state : int seed; the same seed gives bit-identical results on CPU. Never touches
         global random state.
@@ -97,7 +98,8 @@ class RBM(TransformerMixin, BaseEstimator):
                  sparsity_cost: float = 0.0, sparsity_damping: float = 0.9, max_norm: float | None = None,
                  centering: bool = False, sample_v_states: bool = False, sample_h_states: bool = True,
                  W_init: Any = 0.01, vb_init: Any = None, hb_init: Any = 0.0, optimizer: Any = "sgd",
-                 metrics: Any = "auto", metrics_every: int = 1, warm_start: bool = False,
+                 metrics: Any = "auto", metrics_every: int = 1, log_dir: str | None = None,
+                 warm_start: bool = False,
                  random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
                  verbose: int = 0) -> None:
         self.n_hidden = n_hidden
@@ -126,6 +128,7 @@ class RBM(TransformerMixin, BaseEstimator):
         self.optimizer = optimizer
         self.metrics = metrics
         self.metrics_every = metrics_every
+        self.log_dir = log_dir
         self.warm_start = warm_start
         self.random_state = random_state
         self.dtype = dtype
@@ -328,6 +331,11 @@ class RBM(TransformerMixin, BaseEstimator):
 
     def _run(self, trainer: Trainer, X: Tensor, X_val: Tensor | None, todo: int) -> None:
         names = self._metric_names(X_val)
+        self._logger = None
+        if self.log_dir is not None and todo:
+            from .tensorboard import TensorBoardLogger
+            self._logger = TensorBoardLogger(self.log_dir)
+            names = names or ("reconstruction_error",)
         bar = None
         if self.verbose >= 2:
             from tqdm.auto import tqdm
@@ -343,6 +351,9 @@ class RBM(TransformerMixin, BaseEstimator):
                                  if k != "epoch" and v and v[-1] is not None})
         if bar is not None:
             bar.close()
+        if self._logger is not None:
+            self._logger.close()
+        del self._logger
 
     def _record(self, epoch: int, names, X: Tensor, X_val: Tensor | None) -> None:
         m = self.model_
@@ -376,6 +387,12 @@ class RBM(TransformerMixin, BaseEstimator):
         for key, seq in h.items():
             if len(seq) < len(h["epoch"]):
                 seq.append(None)
+        if self._logger is not None:
+            chains = getattr(self.trainer_.phase, "h", None)
+            with torch.no_grad():
+                particles = m.visible_mean(chains[:64]) if chains is not None else m.visible_mean(
+                    m.hidden_mean(X[:64]))
+            self._logger.log_epoch(epoch, values, m, rows["train"], particles)
         if self.verbose >= 1:
             print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items()), flush=True)
 

@@ -140,3 +140,18 @@ def test_callable_optimizer_cannot_be_saved(tmp_path):
     with pytest.raises(ValueError, match="a callable is code"):
         est.save(tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_tensorboard_log_reads_back_with_expected_tags(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    hm.RBM(n_hidden=4, epochs=3, random_state=0, persistent=True, log_dir=str(tmp_path / "tb")).fit(
+        X[:50], X_val=X[50:])
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0, "images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/reconstruction_error", "train/pseudo_log_likelihood", "val/pseudo_log_likelihood",
+            "metrics/free_energy_gap", "train/log_likelihood"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("train/reconstruction_error")] == [1, 2, 3]
+    assert {"parameters/W", "parameters/hidden.bias", "updates/W", "hidden/activation_probability"} <= set(
+        tags["histograms"])
+    assert {"filters", "negative_particles"} <= set(tags["images"])  # 9 visible units: 3 x 3 images
