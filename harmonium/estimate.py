@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -15,7 +16,11 @@ from torch import Tensor
 from .rbm import RBMModel
 
 __all__ = [
+    "ais",
+    "AISResult",
+    "default_betas",
     "exact_log_partition",
+    "log_likelihood",
     "exact_log_likelihood",
     "pseudo_log_likelihood",
     "reconstruction_error",
@@ -146,3 +151,144 @@ def free_energy_gap(model, X_train: Tensor, X_val: Tensor) -> float:
     """mean F(X_val) - mean F(X_train): grows when the model overfits (Hinton 2010, sec. 6)."""
     m = as_model(model)
     return float(m.free_energy(_like(X_val, m)).mean() - m.free_energy(_like(X_train, m)).mean())
+
+
+def default_betas(n: int | None = None, dtype=torch.float64) -> Tensor:
+    """Salakhutdinov & Murray (2008): 500 betas evenly on [0, 0.5), 4,000 on [0.5, 0.9) and 10,000 on
+    [0.9, 1.0] (14,500 in all).  With ``n``, the same three segments scaled to n betas in all."""
+    counts = (500, 4000, 10000)
+    if n is not None:
+        if n < 3:
+            raise ValueError(f"need at least 3 intermediate distributions, got {n}")
+        counts = tuple(max(1, round(n * c / 14500)) for c in counts)
+    parts = [torch.linspace(0.0, 0.5, counts[0] + 1, dtype=dtype)[:-1],
+             torch.linspace(0.5, 0.9, counts[1] + 1, dtype=dtype)[:-1],
+             torch.linspace(0.9, 1.0, counts[2], dtype=dtype)]
+    return torch.cat(parts)
+
+
+@dataclass
+class AISResult:
+    """An AIS estimate of log Z.
+
+    ``log_z``           log of the mean importance weight times Z_0;
+    ``log_z_interval``  (log(Z - 3 sigma), log(Z + 3 sigma)), sigma the standard error of the
+                        weights' mean (the lower end is -inf when Z - 3 sigma <= 0);
+    ``log_weights``     per-run log-weights (float64);
+    ``ess``             effective sample size (sum w)^2 / sum w^2.
+    """
+
+    log_z: float
+    log_z_interval: tuple[float, float]
+    log_weights: Tensor
+    ess: float
+    log_z_base: float
+    n_betas: int
+
+    def __float__(self) -> float:
+        return self.log_z
+
+
+def _log_z_summary(log_w: Tensor, log_z0: float) -> tuple[float, tuple[float, float], float]:
+    m = log_w.numel()
+    mx = log_w.max()
+    w = torch.exp(log_w - mx)  # scaled weights, max 1
+    mean = w.mean()
+    se = w.std(unbiased=True) / math.sqrt(m) if m > 1 else torch.tensor(0.0, dtype=w.dtype)
+    log_z = float(torch.log(mean) + mx) + log_z0
+    hi = float(torch.log(mean + 3 * se) + mx) + log_z0
+    lo_val = mean - 3 * se
+    lo = float(torch.log(lo_val) + mx) + log_z0 if lo_val > 0 else -math.inf
+    ess = float(w.sum() ** 2 / (w * w).sum())
+    return log_z, (lo, hi), ess
+
+
+@torch.no_grad()
+def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rate: Tensor | None = None,
+        random_state: int | None = None, sample_h: bool = True, verbose: bool = False) -> AISResult:
+    """Annealed importance sampling estimate of log Z for an RBM of any unit types.
+
+    Intermediate distributions (Salakhutdinov & Murray 2008), with the hidden units summed out:
+
+        log p*_beta(v) = -(1 - beta) E_A(v) - beta bias_energy(v) - beta lambda.a(v)
+                         + hidden.log_partition(beta a(v), beta)
+
+    where E_A is the bias energy of the base model: the same visible unit type with biases
+    fitted to ``base_rate`` data (the unit type's ``init_bias`` of the data means) or zero
+    biases (uniform for discrete units), and no coupling.  Each transition is a Gibbs sweep
+    v -> h -> v at beta (the visible biases interpolated between the base and the model).
+    The ``n_runs`` runs advance together as one batch; log-weights are accumulated in float64.
+    ``betas``: a tensor of increasing values from 0 to 1, a number of betas for the standard
+    three-segment schedule, or None for the standard 14,500.
+    """
+    m = as_model(model)
+    p = m.W
+    dtype, device = p.dtype, p.device
+    if betas is None or isinstance(betas, int):
+        betas = default_betas(betas)
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas.diff() < 0).any():
+        raise ValueError("betas must increase from 0 to 1")
+    vis, hid = m.visible, m.hidden
+    base = copy.deepcopy(vis)
+    with torch.no_grad():
+        if base_rate is None:
+            base.bias.zero_()
+        else:
+            x = _like(base_rate, m)
+            vis.validate(x, "base_rate")
+            base.bias.copy_(vis.init_bias(x.mean(0)))
+    delta = vis.bias_as_input(base.bias - vis.bias)  # input that moves the model's visible bias to the base's
+    g = torch.Generator(device=device)
+    g.manual_seed(int(random_state) if random_state is not None else int(torch.randint(2 ** 62, (1,)).item()))
+    zeros_v = torch.zeros(n_runs, m.n_visible, dtype=dtype, device=device)
+    zeros_h = torch.zeros(1, m.n_hidden, dtype=dtype, device=device)
+    log_z0 = float(base.log_partition(zeros_v[:1])[0]) + float(hid.log_partition(zeros_h, 0.0)[0])
+    v = base.sample(zeros_v, 1.0, g)
+    e_base = base.bias_energy(v)
+    e_model = vis.bias_energy(v)
+    a = m.hidden_input(v)
+    log_w = torch.zeros(n_runs, dtype=torch.float64, device=device)
+
+    def log_p(beta: float) -> Tensor:
+        lp = -(1 - beta) * e_base - beta * e_model + hid.log_partition(beta * a, beta)
+        if m.hidden_offset is not None:
+            lp = lp - beta * (a @ m.hidden_offset)
+        return lp
+
+    steps = range(1, len(betas))
+    if verbose:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc="AIS", unit="beta", mininterval=1.0)
+    bl = betas.tolist()
+    prev = log_p(bl[0])
+    for i in steps:
+        beta = bl[i]
+        cur = log_p(beta)
+        log_w += (cur - prev).to(torch.float64)
+        if i == len(bl) - 1:
+            break
+        # transition at beta: h ~ p_beta(h | v), v ~ p_beta(v | h)
+        ab = a * beta
+        h = hid.sample(ab, beta, g) if sample_h else hid.mean(ab, beta)
+        c = m.visible_input(h, beta) + (1 - beta) * delta
+        v = vis.sample(c, 1.0, g)
+        e_base = base.bias_energy(v)
+        e_model = vis.bias_energy(v)
+        a = m.hidden_input(v)
+        prev = log_p(beta)
+    log_z, interval, ess = _log_z_summary(log_w, log_z0)
+    return AISResult(log_z, interval, log_w.cpu(), ess, log_z0, len(bl))
+
+
+@torch.no_grad()
+def log_likelihood(model, X: Tensor, log_z: float | AISResult | None = None, **ais_options) -> Tensor:
+    """log p(v) = -F(v) - log Z for each row (float64).  log Z: the given value, else exact when the
+    model can be enumerated, else an AIS estimate (``ais_options`` are passed to ``ais``)."""
+    m = as_model(model)
+    if log_z is None:
+        try:
+            log_z = exact_log_partition(m)
+        except ValueError:
+            log_z = ais(m, **ais_options).log_z
+    return exact_log_likelihood(m, X, float(log_z))

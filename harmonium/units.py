@@ -123,6 +123,13 @@ class Units(nn.Module):
         with torch.no_grad():
             self.bias.add_(delta)
 
+    def bias_as_input(self, delta: Tensor) -> Tensor:
+        """The input with the same effect on p(x | .) as adding ``delta`` to the bias (the inverse of
+        ``shift_bias``); AIS uses it to sample from models whose biases are interpolated."""
+        if not self.linear_bias:
+            raise ValueError(f"{type(self).__name__} must define bias_as_input (its bias energy is not linear)")
+        return delta
+
     def default_offset(self) -> Tensor:
         """A neutral centering offset for this layer (the mean under a zero input)."""
         with torch.no_grad():
@@ -322,6 +329,9 @@ class Gaussian(Units):
     def shift_bias(self, delta):
         with torch.no_grad():
             self.bias.add_(self.sigma * delta)
+
+    def bias_as_input(self, delta):
+        return delta / self.sigma
 
     def bias_energy_grads(self, x, weights=None):
         if self.learn_sigma:

@@ -105,3 +105,52 @@ def test_exact_log_likelihood_normalises():
     V = all_states(m.visible)
     ll = estimate.exact_log_likelihood(m, V)
     assert math.isclose(torch.logsumexp(ll, 0).item(), 0.0, abs_tol=1e-10)
+
+
+# -- annealed importance sampling ---------------------------------------------------------------
+@pytest.mark.parametrize("visible,hidden,nv,nh", [
+    ("bernoulli", "bernoulli", N_VISIBLE, N_HIDDEN), ("softmax", "bernoulli", 9, N_HIDDEN),
+    ("gaussian", "bernoulli", N_VISIBLE, N_HIDDEN), ("bernoulli", "multinomial", N_VISIBLE, N_HIDDEN),
+    ("bernoulli", "bernoulli", 23, 13)])
+def test_ais_matches_exact_log_partition(visible, hidden, nv, nh, dtype):
+    m = make_model(visible, hidden, nv, nh, centered=True).to(dtype)
+    exact = estimate.exact_log_partition(m)
+    r = estimate.ais(m, n_runs=100, betas=2000, random_state=0)
+    assert abs(r.log_z - exact) <= 0.1
+    lo, hi = r.log_z_interval
+    assert lo <= r.log_z <= hi and hi - lo < 1.0
+    assert r.log_weights.shape == (100,) and r.log_weights.dtype == torch.float64
+    assert 1 <= r.ess <= 100
+
+
+def test_ais_base_rate_model_and_reproducibility():
+    m = make_model("bernoulli", "bernoulli", 23, 13, scale=0.5)
+    g = torch.Generator().manual_seed(0)
+    X = (torch.rand(200, 23, generator=g, dtype=torch.float64) < torch.linspace(0.05, 0.95, 23)).double()
+    exact = estimate.exact_log_partition(m)
+    r = estimate.ais(m, n_runs=50, betas=1000, base_rate=X, random_state=1)
+    assert abs(r.log_z - exact) <= 0.1
+    again = estimate.ais(m, n_runs=50, betas=1000, base_rate=X, random_state=1)
+    assert torch.equal(r.log_weights, again.log_weights)
+    assert float(r) == r.log_z
+
+
+def test_default_schedule_and_bad_schedules():
+    b = estimate.default_betas()
+    assert len(b) == 14500 and b[0] == 0 and b[-1] == 1 and (b.diff() > 0).all()
+    assert (b < 0.5).sum() == 500 and ((b >= 0.5) & (b < 0.9)).sum() == 4000
+    m = make_model()
+    with pytest.raises(ValueError, match="increase from 0 to 1"):
+        estimate.ais(m, betas=torch.tensor([0.0, 0.7, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="increase from 0 to 1"):
+        estimate.ais(m, betas=torch.tensor([0.1, 1.0]))
+
+
+def test_log_likelihood_uses_exact_or_ais():
+    m = make_model()
+    V = all_states(m.visible)
+    ll = estimate.log_likelihood(m, V)
+    assert torch.logsumexp(ll, 0).item() == pytest.approx(0.0, abs=1e-10)
+    r = estimate.ais(m, n_runs=20, betas=500, random_state=0)
+    ll_ais = estimate.log_likelihood(m, V, r)
+    assert torch.allclose(ll_ais - ll, torch.full_like(ll, estimate.exact_log_partition(m) - r.log_z))
