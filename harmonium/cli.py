@@ -480,6 +480,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("give either DATA or --dataset, not both")
     if args.validation and args.dataset is not None:
         raise UserError("--validation cannot be combined with --dataset (it has its own validation split)")
+    if args.validation == "-" and args.data in (None, "-"):
+        raise UserError("stdin can hold the training rows or the validation rows, not both")
     model = load_model(args.model, args.device)
     if args.dataset is not None:
         X, Xv, _ = load_dataset(args.dataset)
