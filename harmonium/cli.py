@@ -337,8 +337,7 @@ def reseed(model, seed: int | None) -> None:
 
 
 def epochs_trained(model) -> int:
-    trainer = getattr(model, "trainer_", None)
-    return int(trainer.epoch) if trainer is not None else 0
+    return model.epochs_trained_
 
 
 def _units_name(units: Any) -> str:
@@ -574,10 +573,24 @@ def _train_demo(args: argparse.Namespace) -> int:
     atomic_write_bytes(out / "metrics.json",
                        (json.dumps(_jsonable(model.history_), indent=1, allow_nan=False) + "\n").encode())
     written.append(out / "metrics.json")
+    # honest evaluation: AIS estimate of log Z (standard 14,500-beta schedule, base-rate start)
+    from . import estimate
+    ais = estimate.ais(model, n_runs=100, base_rate=X, random_state=seed)
+    evaluation = {"ais_log_z": ais.log_z, "ais_log_z_interval": list(ais.log_z_interval),
+                  "ais_runs": 100, "ais_betas": ais.n_betas, "ais_ess": ais.ess,
+                  "train_log_likelihood": float(estimate.log_likelihood(model, X, ais).mean()),
+                  "val_log_likelihood": float(estimate.log_likelihood(model, X_val, ais).mean())}
+    atomic_write_bytes(out / "evaluation.json", (json.dumps(evaluation, indent=1) + "\n").encode())
+    written.append(out / "evaluation.json")
     lines = [f"{name} demo: trained {epochs_trained(model)} epochs"]
     metrics = _metrics_lines(model.history_)
     if metrics:
         lines += ["last metrics:"] + metrics
+    lo, hi = ais.log_z_interval
+    lines += [f"AIS log Z = {ais.log_z:.3f} (3-sigma interval {lo:.3f} .. {hi:.3f}, {ais.n_betas} betas, "
+              f"100 runs, ESS {ais.ess:.0f})",
+              f"average log-likelihood: train {evaluation['train_log_likelihood']:.3f}, "
+              f"validation {evaluation['val_log_likelihood']:.3f} nats"]
     lines += ["wrote:"] + [f"  {p}" for p in written]
     print("\n".join(lines))
     return 0

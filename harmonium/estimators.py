@@ -301,7 +301,7 @@ class RBM(TransformerMixin, BaseEstimator):
         self._check_params()
         warm = self.warm_start and hasattr(self, "model_")
         if not warm:
-            for attr in ("_rng", "trainer_"):
+            for attr in ("_rng", "trainer_", "_trainer_state"):
                 self.__dict__.pop(attr, None)
             vis = self._to_tensor(X)
             self._build(vis)
@@ -325,6 +325,9 @@ class RBM(TransformerMixin, BaseEstimator):
         cfg = self._config()
         if getattr(self, "trainer_", None) is None:
             self.trainer_ = Trainer(self.model_, cfg, self._generator())
+            pending = self.__dict__.pop("_trainer_state", None)  # from a model file
+            if pending is not None:
+                self.trainer_.load_state_dict(pending)
         else:
             self.trainer_.config = cfg
         return self.trainer_
@@ -339,7 +342,7 @@ class RBM(TransformerMixin, BaseEstimator):
         bar = None
         if self.verbose >= 2:
             from tqdm.auto import tqdm
-            bar = tqdm(total=todo, desc="epochs", unit="epoch")
+            bar = tqdm(total=todo, desc="epochs", unit="epoch", disable=None)  # off when not a terminal
         for i in range(todo):
             trainer.run_epoch(X)
             last = i == todo - 1
@@ -506,6 +509,16 @@ class RBM(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ sklearn attributes
     @property
+    def epochs_trained_(self) -> int:
+        """Epochs of training so far (across warm starts and resumed model files)."""
+        self._fitted()
+        t = getattr(self, "trainer_", None)
+        if t is not None:
+            return t.epoch
+        return int(getattr(self, "_trainer_state", {}).get("epoch", 0))
+
+
+    @property
     def components_(self) -> np.ndarray:
         """Weights as (n_hidden, n_visible), like scikit-learn's BernoulliRBM."""
         return self._fitted().W.detach().T.cpu().numpy()
@@ -564,8 +577,8 @@ class RBM(TransformerMixin, BaseEstimator):
             params[name] = value
         trainer: dict[str, Any] | None = None
         t = getattr(self, "trainer_", None)
-        if t is not None:
-            st = t.state_dict()
+        st = t.state_dict() if t is not None else getattr(self, "_trainer_state", None)
+        if st is not None:
             opt = st["optimizer"]
             opt_keys: dict[str, dict[str, Any]] = {}
             for idx, pstate in opt["state"].items():
@@ -643,7 +656,6 @@ class RBM(TransformerMixin, BaseEstimator):
             est._rng = g
         tr = config.get("trainer")
         if tr is not None:
-            trainer = est._trainer()
             opt_state: dict[int, dict[str, Any]] = {}
             params_list = list(est.model_.parameters())
             for idx, keys in tr["optimizer_state"].items():
@@ -664,12 +676,13 @@ class RBM(TransformerMixin, BaseEstimator):
             if "h" in chains and (chains["h"].ndim != 2 or chains["h"].shape[1] != est.n_hidden):
                 raise ValueError(f"saved chains have shape {tuple(chains['h'].shape)}, "
                                  f"expected (n, {est.n_hidden})")
-            trainer.load_state_dict({
-                "epoch": tr["epoch"],
+            # the optimizer is built when training resumes (loading stays cheap for inference)
+            est._trainer_state = {
+                "epoch": int(tr["epoch"]),
                 "optimizer": {"state": opt_state, "param_groups": tr["optimizer_param_groups"]},
                 "chains": chains,
                 "hidden_activity": tensors.get("trainer.hidden_activity"),
-            })
+            }
         return est
 
     # ------------------------------------------------------------------ other constructors
