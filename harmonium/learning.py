@@ -24,7 +24,7 @@ from torch import Tensor
 from .rbm import RBMModel
 from .sampling import make_negative_phase
 
-__all__ = ["TrainingConfig", "Trainer", "at_epoch"]
+__all__ = ["TrainingConfig", "Trainer", "MomentumSGD", "at_epoch"]
 
 Schedule = float | int | Sequence[float] | Sequence[int]
 
@@ -36,6 +36,48 @@ def at_epoch(value: Schedule, epoch: int):
             raise ValueError("an empty schedule")
         return value[min(epoch, len(value) - 1)]
     return value
+
+
+class MomentumSGD(torch.optim.Optimizer):
+    """SGD with momentum whose velocity lives in each parameter's ``.grad``.
+
+    The gradient writer accumulates ``grad <- momentum * grad + g`` inside the matrix products
+    (``RBMModel.write_gradient(momentum=...)``) and ``step`` only does ``p <- p - lr * grad``:
+    the arithmetic of ``torch.optim.SGD(momentum=m, dampening=0)`` without its extra passes
+    over the weights.  The velocity is saved as the usual ``momentum_buffer`` state.
+    """
+
+    accumulates_momentum = True
+
+    def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """The update itself, without ``Optimizer.step``'s hooks (the trainer calls this per batch)."""
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            if ps:
+                torch._foreach_add_(ps, [p.grad for p in ps], alpha=-group["lr"])
+
+    def state_dict(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.state[p]["momentum_buffer"] = p.grad
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for p in group["params"]:
+                buf = self.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    p.grad = buf.detach().clone()
 
 
 @dataclass
@@ -77,12 +119,14 @@ class Trainer:
         if callable(c.optimizer):
             self.optimizer = c.optimizer(params)
         elif c.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=lr0, momentum=float(at_epoch(c.momentum, 0)))
+            self.optimizer = MomentumSGD(params, lr=lr0, momentum=float(at_epoch(c.momentum, 0)))
         elif c.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=lr0)
         else:
             raise ValueError(f"unknown optimizer {c.optimizer!r}; use 'sgd', 'adam' or a callable(params)")
         self.hidden_activity: Tensor | None = None  # damped mean of E[h | v+] for sparsity
+        self._grad_momentum = 0.0
+        self._fused = isinstance(self.optimizer, MomentumSGD)
 
     # -- schedules -----------------------------------------------------------------------
     def _apply_schedules(self) -> int:
@@ -93,6 +137,8 @@ class Trainer:
                 g["lr"] = lr
             if "momentum" in g and not callable(c.optimizer):
                 g["momentum"] = float(at_epoch(c.momentum, e))
+        accumulates = getattr(self.optimizer, "accumulates_momentum", False)
+        self._grad_momentum = float(at_epoch(c.momentum, e)) if accumulates else 0.0
         return int(at_epoch(c.k, e))
 
     # -- one update ------------------------------------------------------------------------
@@ -104,7 +150,7 @@ class Trainer:
         pos = m.start(v, sample_h=c.sample_h_states, generator=g)
         neg = self.phase.negative(m, pos, k, sample_v=c.sample_v_states, sample_h=c.sample_h_states,
                                   generator=g)
-        m.write_gradient(v, pos.h_mean, neg.v, neg.h_mean)
+        m.write_gradient(v, pos.h_mean, neg.v, neg.h_mean, momentum=self._grad_momentum)
         W = m.W
         if c.l2:
             W.grad.add_(W.detach(), alpha=c.l2)
@@ -118,7 +164,10 @@ class Trainer:
             d = (self.hidden_activity - c.sparsity_target) * c.sparsity_cost
             m.hidden.bias.grad.add_(d)
             W.grad.addr_(v.mean(0), d)
-        self.optimizer.step()
+        if self._fused:
+            self.optimizer.apply()
+        else:
+            self.optimizer.step()
         if c.max_norm is not None:
             with torch.no_grad():
                 norms = W.norm(dim=0, keepdim=True).clamp_min_(c.max_norm)
@@ -134,9 +183,12 @@ class Trainer:
         k = self._apply_schedules()
         n, bs = X.shape[0], self.config.batch_size
         perm = torch.randperm(n, generator=self.generator, device=X.device)
+        batch = X.new_empty((min(bs, n), X.shape[1]))
         with torch.no_grad():
             for start in range(0, n, bs):
-                self.step(X[perm[start:start + bs]], k)
+                idx = perm[start:start + bs]
+                v = batch if len(idx) == len(batch) else batch[: len(idx)]
+                self.step(torch.index_select(X, 0, idx, out=v), k)
         self.epoch += 1
 
     # -- state for resuming ------------------------------------------------------------------

@@ -129,16 +129,17 @@ class RBMModel(nn.Module):
 
     def gibbs(self, h: Tensor, k: int = 1, *, beta: Beta = 1.0, sample_v: bool = True, sample_h: bool = True,
               generator: torch.Generator | None = None,
-              clamp: tuple[Tensor, Tensor] | None = None) -> GibbsState:
+              clamp: tuple[Tensor, Tensor] | None = None, last_h: bool = True) -> GibbsState:
         """``k`` block-Gibbs sweeps h -> v -> h starting from hidden states ``h``.
 
         This is the one Gibbs step of the library: CD, PCD, parallel tempering, sampling,
         daydreaming and conditional completion all call it.  ``sample_v`` / ``sample_h``
         choose samples or means for the states passed on; ``clamp = (mask, values)`` keeps
-        the visible units where ``mask`` is true fixed at ``values``.
+        the visible units where ``mask`` is true fixed at ``values``.  ``last_h=False`` skips
+        drawing the final hidden states (the returned ``h`` is then the mean), for callers
+        such as CD that do not continue the chain.
         """
-        beta_h = beta
-        for _ in range(k):
+        for i in range(k):
             c = self.visible_input(h, beta)
             v = self.visible.mean(c)
             if sample_v:
@@ -147,8 +148,9 @@ class RBMModel(nn.Module):
                 v = torch.where(clamp[0], clamp[1], v)
             a = self.hidden_input(v)
             a_beta = a if is_one(beta) else a * beta
-            h_mean = self.hidden.mean(a_beta, beta_h)
-            h = self.hidden.sample(a_beta, beta_h, generator, mean=h_mean) if sample_h else h_mean
+            h_mean = self.hidden.mean(a_beta, beta)
+            draw = sample_h and (last_h or i < k - 1)
+            h = self.hidden.sample(a_beta, beta, generator, mean=h_mean) if draw else h_mean
         return GibbsState(v, h_mean, h, a)
 
     def start(self, v: Tensor, *, beta: Beta = 1.0, sample_h: bool = True,
@@ -173,14 +175,17 @@ class RBMModel(nn.Module):
         return (tv * weights[:, None]).T @ th
 
     def write_gradient(self, v_pos: Tensor, h_pos: Tensor, v_neg: Tensor, h_neg: Tensor,
-                       w_pos: Tensor | None = None, w_neg: Tensor | None = None) -> None:
+                       w_pos: Tensor | None = None, w_neg: Tensor | None = None, *,
+                       momentum: float = 0.0) -> None:
         """Set ``.grad`` of every parameter to the gradient of the negative log-likelihood.
 
             dNLL/dtheta = <dE/dtheta>_data - <dE/dtheta>_model
 
         estimated from the positive (data) batch and the negative (model) batch.  ``h_*``
         are hidden means (Rao-Blackwellised) or states; ``w_*`` optional per-row weights
-        summing to one (exact expectations in tests use them).
+        summing to one (exact expectations in tests use them).  With ``momentum`` m > 0 the
+        estimate is accumulated instead, grad <- m grad + estimate, fused into the matrix
+        products (``MomentumSGD`` keeps its velocity in ``.grad`` this way).
         """
         W = self.W
         tv_p = self._centered(self.visible.statistic(v_pos), self.visible_offset)
@@ -195,12 +200,11 @@ class RBMModel(nn.Module):
         a_n = 1.0 / v_neg.shape[0] if w_neg is None else 1.0
         with torch.no_grad():
             if W.grad is None:
-                W.grad = torch.empty_like(W)
-            torch.mm(tv_n.T, th_n, out=W.grad)
-            if a_n != 1.0:
-                W.grad.mul_(a_n)
+                W.grad = torch.zeros_like(W)
+            # the gradient keeps W's (n_visible, n_hidden) layout: no transposed elementwise pass
+            W.grad.addmm_(tv_n.T, th_n, beta=momentum, alpha=a_n)
             W.grad.addmm_(tv_p.T, th_p, alpha=-a_p)
-        self._layer_gradient(self.hidden, h_pos, h_neg, w_pos, w_neg)
+        self._layer_gradient(self.hidden, h_pos, h_neg, w_pos, w_neg, momentum)
         if self.visible.coupled_parameters:
             params = list(self.visible.parameters())
             with torch.enable_grad():
@@ -210,23 +214,39 @@ class RBMModel(nn.Module):
                 fn = fn.mean() if w_neg is None else (w_neg * fn).sum()
                 grads = torch.autograd.grad(fp - fn, params, allow_unused=True)
             for p, g in zip(params, grads):
-                p.grad = torch.zeros_like(p) if g is None else g
+                self._accumulate(p, torch.zeros_like(p) if g is None else g, momentum)
         else:
-            self._layer_gradient(self.visible, v_pos, v_neg, w_pos, w_neg)
+            self._layer_gradient(self.visible, v_pos, v_neg, w_pos, w_neg, momentum)
 
     @staticmethod
-    def _layer_gradient(units: Units, x_pos, x_neg, w_pos, w_neg) -> None:
+    def _accumulate(p: Tensor, g: Tensor, momentum: float) -> None:
+        if p.grad is None:
+            p.grad = g.detach().clone()
+        elif momentum:
+            p.grad.mul_(momentum).add_(g)
+        else:
+            p.grad.copy_(g)
+
+    @classmethod
+    def _layer_gradient(cls, units: Units, x_pos, x_neg, w_pos, w_neg, momentum: float) -> None:
+        b = units.bias
+        if units.linear_bias and len(units._parameters) == 1 and not units._modules:
+            if b.grad is None:
+                b.grad = torch.zeros_like(b)
+            # d/db of -x.b is -x: grad <- momentum grad + <x>_neg - <x>_pos, as two fused mat-vec products
+            w_n = x_neg.new_full((x_neg.shape[0],), 1.0 / x_neg.shape[0]) if w_neg is None else w_neg
+            w_p = x_pos.new_full((x_pos.shape[0],), 1.0 / x_pos.shape[0]) if w_pos is None else w_pos
+            b.grad.addmv_(x_neg.T, w_n, beta=momentum).addmv_(x_pos.T, w_p, alpha=-1.0)
+            return
         gp = units.bias_energy_grads(x_pos, w_pos)
         gn = units.bias_energy_grads(x_neg, w_neg)
-        for p, a, b in zip(units.parameters(), gp, gn):
+        params = (units.bias,) if len(gp) == 1 else units.parameters()
+        for p, a, b in zip(params, gp, gn):
             if a is None or b is None:
                 g = torch.zeros_like(p) if a is None and b is None else (a if b is None else -b)
             else:
                 g = a - b
-            if p.grad is None:
-                p.grad = g.detach().clone()
-            else:
-                p.grad.copy_(g)
+            cls._accumulate(p, g, momentum)
 
     # -- centering ----------------------------------------------------------------------
     def set_offsets(self, visible_offset: Tensor | None, hidden_offset: Tensor | None) -> None:

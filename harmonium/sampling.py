@@ -21,7 +21,7 @@ class ContrastiveDivergence:
 
     def negative(self, model: RBMModel, pos: GibbsState, k: int, *, sample_v: bool, sample_h: bool,
                  generator: torch.Generator | None) -> GibbsState:
-        return model.gibbs(pos.h, k, sample_v=sample_v, sample_h=sample_h, generator=generator)
+        return model.gibbs(pos.h, k, sample_v=sample_v, sample_h=sample_h, generator=generator, last_h=False)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {}

@@ -1,0 +1,127 @@
+"""Training throughput of harmonium against the matrix-product limit and scikit-learn, in one run.
+
+    python benchmarks/throughput.py [--quick] [--json out.json]
+
+For each configuration it measures, in this process and interleaved over several rounds
+(median reported):
+  * the limit: the same matrix products a training update needs (CD-k: 2k + 3 products;
+    PCD-k: the same; tempering: the products of all replicas), as bare torch calls;
+  * harmonium's ``fit`` throughput (samples per second) on binary data;
+and, in a subprocess with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, scikit-learn's
+BernoulliRBM (PCD-1) on the same shapes.  Prints a table with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import harmonium as hm
+
+N_VISIBLE = 784
+
+
+def limit_rate(n_hidden: int, batch: int, k: int, replicas: int, dtype, reps: int) -> float:
+    """Samples/s of the bare matrix products of one update (no sampling, no update)."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(N_VISIBLE, n_hidden, generator=g, dtype=dtype) * 0.01
+    v = (torch.rand(batch * replicas, N_VISIBLE, generator=g) < 0.2).to(dtype)
+    G = torch.zeros_like(W)
+    vb = v[:batch]
+    t = time.perf_counter()
+    for _ in range(reps):
+        h = vb @ W  # positive phase
+        hn = h if replicas == 1 else v @ W
+        for _ in range(k):
+            vn = hn @ W.T
+            hn = vn @ W
+        G.addmm_(vb.T, h[:batch], beta=0.0)
+        G.addmm_(vn[:batch].T, hn[:batch], alpha=-1.0)
+    return reps * batch / (time.perf_counter() - t)
+
+
+def harmonium_rate(n_hidden: int, batch: int, k: int, algo: str, dtype: str, n_rows: int) -> float:
+    g = torch.Generator().manual_seed(1)
+    X = (torch.rand(n_rows, N_VISIBLE, generator=g) < 0.2).to(getattr(torch, dtype))
+    kw = dict(n_hidden=n_hidden, batch_size=batch, k=k, metrics=None, random_state=0, dtype=dtype, vb_init=0.0)
+    if algo == "pcd":
+        kw.update(persistent=True)
+    elif algo == "pt":
+        kw.update(n_temperatures=4, n_chains=batch)
+    est = hm.RBM(epochs=1, **kw).fit(X[: batch * 3])  # warm-up: allocations, first-call costs
+    est.set_params(warm_start=True, epochs=2)
+    t = time.perf_counter()
+    est.fit(X)
+    return n_rows / (time.perf_counter() - t)
+
+
+SKLEARN_CODE = r"""
+import json, sys, time, numpy as np
+from sklearn.neural_network import BernoulliRBM
+n_hidden, batch, n_rows = map(int, sys.argv[1:4])
+X = (np.random.default_rng(1).random((n_rows, 784)) < 0.2).astype(np.float32)
+r = BernoulliRBM(n_components=n_hidden, batch_size=batch, n_iter=1, random_state=0)
+r.fit(X[: batch * 3])  # warm-up
+t = time.perf_counter(); r.fit(X); dt = time.perf_counter() - t  # one epoch of PCD-1 in batches
+from threadpoolctl import threadpool_info
+print(json.dumps({"rate": n_rows / dt, "blas": [i.get("internal_api") + ":" + str(i.get("architecture")) for i in threadpool_info()]}))
+"""
+
+
+def sklearn_rate(n_hidden: int, batch: int, n_rows: int) -> tuple[float, list]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    out = subprocess.run([sys.executable, "-c", SKLEARN_CODE, str(n_hidden), str(batch), str(n_rows)],
+                         env=env, capture_output=True, text=True, check=True)
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    return d["rate"], d["blas"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer configurations and rounds")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    configs = [  # (algo, k, n_hidden, batch, dtype)
+        ("cd", 1, 1024, 100, "float32"), ("cd", 1, 1024, 10, "float32"), ("cd", 1, 1024, 1000, "float32"),
+        ("cd", 1, 500, 100, "float32"), ("pcd", 1, 1024, 100, "float32"), ("cd", 10, 500, 100, "float32"),
+        ("pt", 1, 500, 100, "float32"), ("cd", 1, 1024, 100, "float64"),
+    ]
+    if args.quick:
+        configs = configs[:2]
+    rounds = 1 if args.quick else args.rounds
+    results = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"{'config':34s} {'limit/s':>9s} {'ours/s':>9s} {'ratio':>6s} {'sklearn/s':>10s} {'x sklearn':>9s}")
+    for algo, k, nh, bs, dt in configs:
+        n_rows = {10: 2000, 100: 10000, 1000: 20000}[bs] // (k if k > 1 else 1)
+        replicas = 4 if algo == "pt" else 1
+        reps = max(5, n_rows // bs)
+        lims, ours = [], []
+        for _ in range(rounds):
+            lims.append(limit_rate(nh, bs, k, replicas, getattr(torch, dt), reps))
+            ours.append(harmonium_rate(nh, bs, k, algo, dt, n_rows))
+        lim, our = statistics.median(lims), statistics.median(ours)
+        sk = None
+        if algo in ("cd", "pcd") and k == 1 and dt == "float32":
+            sk, blas = sklearn_rate(nh, bs, n_rows)
+        name = f"{algo.upper()}-{k} {N_VISIBLE}x{nh} batch {bs} {dt}"
+        row = {"config": name, "limit": lim, "harmonium": our, "ratio": our / lim, "sklearn": sk}
+        results.append(row)
+        print(f"{name:34s} {lim:9.0f} {our:9.0f} {our / lim:6.2f} "
+              f"{(f'{sk:10.0f}' if sk else ' ' * 10)} {(f'{our / sk:9.2f}' if sk else '')}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
