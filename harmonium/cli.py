@@ -499,7 +499,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.set_params(**params)
     if args.seed is not None:
         reseed(model, args.seed)
+    log_dir = model.log_dir
+    if args.logdir is not None:
+        model.set_params(log_dir=args.logdir)
     model.fit(X, X_val=X_val)
+    model.set_params(log_dir=log_dir)  # the log folder is this run's, not the model's
     model.save(args.model)
     lines = [f"trained {args.model}: epochs {before} -> {epochs_trained(model)} on {X.shape[0]} rows"
              + (f" ({X_val.shape[0]} validation)" if X_val is not None else "")]
@@ -546,7 +550,7 @@ def _train_demo(args: argparse.Namespace) -> int:
                   batch_size=d["batch_size"], k=d["k"], persistent=False)
     params.update(_training_overrides(args))
     seed = 0 if args.seed is None else args.seed
-    model = BernoulliRBM(epochs=epochs, random_state=seed, verbose=_verbosity(args.quiet),
+    model = BernoulliRBM(epochs=epochs, random_state=seed, verbose=_verbosity(args.quiet), log_dir=args.logdir,
                          metrics_every=args.metrics_every or _auto_metrics_every(epochs),
                          device=args.device or "cpu", **params)
     out = Path(args.out or DEMO_OUT)
@@ -557,12 +561,18 @@ def _train_demo(args: argparse.Namespace) -> int:
               f"{epochs} epochs on {X.shape[0]} rows ({X_val.shape[0]} validation) -> {out}/", flush=True)
     model.fit(X, X_val=X_val)
     out.mkdir(parents=True, exist_ok=True)
+    model.set_params(log_dir=None)  # the log folder is this run's, not the model's
     written = [model.save(out / "model.safetensors")]
     viz.plot_filters(model.components_, shape=shape, path=out / "filters.png", title="filters")
     written.append(out / "filters.png")
     samples = model.sample(100, n_steps=1000)
     viz.plot_samples(samples, shape=shape, path=out / "samples.png", title="samples (1000 Gibbs sweeps)")
     written.append(out / "samples.png")
+    # a GIF of 16 chains over 60 Gibbs sweeps from random starts (visible means at each sweep)
+    frames = [model.daydream(0, n_dreams=16)]
+    for _ in range(60):
+        frames.append(model.gibbs(frames[-1], 1))
+    written.append(viz.animate_chain(np.stack(frames), shape=shape, path=out / "chain.gif", fps=10))
     n = min(10, X_val.shape[0])
     viz.plot_reconstructions(X_val[:n], model.reconstruct(X_val[:n]), shape=shape, n=n,
                              path=out / "reconstructions.png", title="validation reconstructions")
@@ -711,7 +721,13 @@ _positive = _int_at_least(1)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    """Shows a default only when there is one to show (and the help does not already say it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -789,6 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=None, metavar="B", help="override (demo 10)")
     p.add_argument("--k", type=_positive, default=None, help="override the Gibbs steps per update (demo 1)")
     p.add_argument("--l2", type=_finite_float, default=None, help="override the weight decay")
+    p.add_argument("--logdir", metavar="DIR", default=None,
+                   help="write TensorBoard logs (scalars, histograms, filter and particle images) to DIR")
     p.add_argument("--metrics-every", type=_positive, default=None, metavar="E",
                    help="record and print metrics every E epochs (default: about 20 times per run)")
 
