@@ -6,6 +6,7 @@
 from . import estimate, units
 from .estimators import RBM, BernoulliMultinomialRBM, BernoulliRBM, GaussianBernoulliRBM
 from .io import load
+from .learning import DivergenceError
 from .rbm import RBMModel
 from .units import Bernoulli, Gaussian, Multinomial, Softmax, Units
 
@@ -13,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RBM", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM", "RBMModel",
-    "Units", "Bernoulli", "Gaussian", "Softmax", "Multinomial", "estimate", "units", "load",
+    "Units", "Bernoulli", "Gaussian", "Softmax", "Multinomial", "estimate", "units", "load", "DivergenceError",
 ]

@@ -499,11 +499,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.set_params(**params)
     if args.seed is not None:
         reseed(model, args.seed)
-    log_dir = model.log_dir
+    run_params = {"log_dir": model.log_dir, "checkpoint_path": model.checkpoint_path}
     if args.logdir is not None:
         model.set_params(log_dir=args.logdir)
+    if args.checkpoint is not None:
+        model.set_params(checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every)
     model.fit(X, X_val=X_val)
-    model.set_params(log_dir=log_dir)  # the log folder is this run's, not the model's
+    model.set_params(**run_params)  # the log folder and checkpoint are this run's, not the model's
     model.save(args.model)
     lines = [f"trained {args.model}: epochs {before} -> {epochs_trained(model)} on {X.shape[0]} rows"
              + (f" ({X_val.shape[0]} validation)" if X_val is not None else "")]
@@ -551,6 +553,7 @@ def _train_demo(args: argparse.Namespace) -> int:
     params.update(_training_overrides(args))
     seed = 0 if args.seed is None else args.seed
     model = BernoulliRBM(epochs=epochs, random_state=seed, verbose=_verbosity(args.quiet), log_dir=args.logdir,
+                         checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
                          metrics_every=args.metrics_every or _auto_metrics_every(epochs),
                          device=args.device or "cpu", **params)
     out = Path(args.out or DEMO_OUT)
@@ -561,7 +564,7 @@ def _train_demo(args: argparse.Namespace) -> int:
               f"{epochs} epochs on {X.shape[0]} rows ({X_val.shape[0]} validation) -> {out}/", flush=True)
     model.fit(X, X_val=X_val)
     out.mkdir(parents=True, exist_ok=True)
-    model.set_params(log_dir=None)  # the log folder is this run's, not the model's
+    model.set_params(log_dir=None, checkpoint_path=None)  # this run's, not the model's
     written = [model.save(out / "model.safetensors")]
     viz.plot_filters(model.components_, shape=shape, path=out / "filters.png", title="filters")
     written.append(out / "filters.png")
@@ -805,6 +808,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=None, metavar="B", help="override (demo 10)")
     p.add_argument("--k", type=_positive, default=None, help="override the Gibbs steps per update (demo 1)")
     p.add_argument("--l2", type=_finite_float, default=None, help="override the weight decay")
+    p.add_argument("--checkpoint", metavar="FILE", default=None,
+                   help="save the training state to FILE every --checkpoint-every epochs; if FILE exists, "
+                        "training resumes from it (an interrupted run started again finishes identically)")
+    p.add_argument("--checkpoint-every", type=_positive, default=1, metavar="E",
+                   help="epochs between checkpoints")
     p.add_argument("--logdir", metavar="DIR", default=None,
                    help="write TensorBoard logs (scalars, histograms, filter and particle images) to DIR")
     p.add_argument("--metrics-every", type=_positive, default=None, metavar="E",

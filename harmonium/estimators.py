@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import numbers
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import Tensor
 
 from . import estimate, io
-from .learning import Trainer, TrainingConfig
+from .learning import DivergenceError, Trainer, TrainingConfig, at_epoch
 from .rbm import RBMModel
 from .units import Units, make_units, units_config
 
@@ -84,6 +85,9 @@ class RBM(TransformerMixin, BaseEstimator):
         models only); "auto" picks what is affordable; None or () records none.
     metrics_every : record metrics every this many epochs (and after the last).
     log_dir : folder for TensorBoard logs of the recorded epochs (scalars, histograms, images).
+    checkpoint_path, checkpoint_every : save the whole training state atomically to this file every
+        ``checkpoint_every`` epochs and at the end; when the file exists, ``fit`` resumes from it, so
+        a killed run started again with the same command ends bit-identical to an uninterrupted one.
     warm_start : when fitted already, ``fit`` continues from the current state.
     random_state : int seed; the same seed gives bit-identical results on CPU. Never touches
         global random state.
@@ -99,7 +103,7 @@ class RBM(TransformerMixin, BaseEstimator):
                  centering: bool = False, sample_v_states: bool = False, sample_h_states: bool = True,
                  W_init: Any = 0.01, vb_init: Any = None, hb_init: Any = 0.0, optimizer: Any = "sgd",
                  metrics: Any = "auto", metrics_every: int = 1, log_dir: str | None = None,
-                 warm_start: bool = False,
+                 checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
                  random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
                  verbose: int = 0) -> None:
         self.n_hidden = n_hidden
@@ -129,6 +133,8 @@ class RBM(TransformerMixin, BaseEstimator):
         self.metrics = metrics
         self.metrics_every = metrics_every
         self.log_dir = log_dir
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
         self.warm_start = warm_start
         self.random_state = random_state
         self.dtype = dtype
@@ -150,6 +156,9 @@ class RBM(TransformerMixin, BaseEstimator):
         integer("n_chains", allow_none=True)
         integer("n_temperatures")
         integer("metrics_every")
+        integer("checkpoint_every")
+        if self.checkpoint_path is not None and callable(self.optimizer):
+            raise ValueError("checkpoints cannot store a callable optimizer; use 'sgd' or 'adam'")
         _schedule_ok(self.learning_rate, "learning_rate", positive=True)
         _schedule_ok(self.momentum, "momentum", positive=False)
         if any(m >= 1 for m in np.atleast_1d(self.momentum)):
@@ -300,6 +309,9 @@ class RBM(TransformerMixin, BaseEstimator):
         """Train for ``epochs`` passes over X (continuing from the current state if ``warm_start``)."""
         self._check_params()
         warm = self.warm_start and hasattr(self, "model_")
+        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            self._resume_from(self.checkpoint_path)
+            warm = True
         if not warm:
             for attr in ("_rng", "trainer_", "_trainer_state"):
                 self.__dict__.pop(attr, None)
@@ -311,6 +323,19 @@ class RBM(TransformerMixin, BaseEstimator):
         # epochs counts from the start of training: a warm start continues up to it
         self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
         return self
+
+    def _resume_from(self, path) -> None:
+        """Adopt the fitted state of the checkpoint at ``path`` (same class and layer sizes)."""
+        saved = io.load(path, device=self.device)
+        if type(saved) is not type(self) or saved.n_hidden != self.n_hidden or saved.dtype != self.dtype:
+            raise ValueError(f"checkpoint {path} holds a {type(saved).__name__} with n_hidden={saved.n_hidden}, "
+                             f"dtype={saved.dtype}; this estimator has n_hidden={self.n_hidden}, "
+                             f"dtype={self.dtype}: remove the file or use another checkpoint_path")
+        for attr in ("trainer_", "_trainer_state", "_rng"):
+            self.__dict__.pop(attr, None)
+        for attr in ("model_", "n_features_in_", "history_", "_rng", "_trainer_state"):
+            if attr in saved.__dict__:
+                setattr(self, attr, saved.__dict__[attr])
 
     def partial_fit(self, X, y=None) -> "RBM":
         """One pass over X (as one epoch), creating the model on the first call."""
@@ -344,10 +369,20 @@ class RBM(TransformerMixin, BaseEstimator):
             from tqdm.auto import tqdm
             bar = tqdm(total=todo, desc="epochs", unit="epoch", disable=None)  # off when not a terminal
         for i in range(todo):
+            snap = trainer.snapshot()
             trainer.run_epoch(X)
-            last = i == todo - 1
+            if not trainer.is_finite():
+                trainer.restore(snap)
+                raise DivergenceError(
+                    f"training diverged in epoch {trainer.epoch + 1}: parameters, gradients or chains became "
+                    f"NaN or infinite; the learning rate ({at_epoch(self.learning_rate, trainer.epoch)}) is "
+                    "probably too large for this data. The estimator is back at its state before that epoch"
+                    + (" and the last checkpoint is intact." if self.checkpoint_path else "."))
+            last = trainer.epoch == self.epochs or i == todo - 1 and not self.checkpoint_path
             if names and (trainer.epoch % self.metrics_every == 0 or last):
                 self._record(trainer.epoch, names, X, X_val)
+            if self.checkpoint_path is not None and (trainer.epoch % self.checkpoint_every == 0 or last):
+                io.save(self, self.checkpoint_path)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
@@ -570,6 +605,8 @@ class RBM(TransformerMixin, BaseEstimator):
             elif isinstance(value, (np.ndarray, Tensor)):
                 tensors[f"params.{name}"] = torch.as_tensor(np.asarray(value.cpu() if isinstance(value, Tensor) else value))
                 value = {"__tensor__": f"params.{name}"}
+            elif isinstance(value, os.PathLike):
+                value = os.fspath(value)
             elif isinstance(value, type) and issubclass(value, Units):
                 value = {"__units__": {"name": value.name}}
             elif callable(value):

@@ -14,6 +14,7 @@ Nothing in an update reads a value back to the host: metrics are computed once p
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from torch import Tensor
 from .rbm import RBMModel
 from .sampling import make_negative_phase
 
-__all__ = ["TrainingConfig", "Trainer", "MomentumSGD", "at_epoch"]
+__all__ = ["TrainingConfig", "Trainer", "MomentumSGD", "DivergenceError", "at_epoch"]
 
 Schedule = float | int | Sequence[float] | Sequence[int]
 
@@ -36,6 +37,10 @@ def at_epoch(value: Schedule, epoch: int):
             raise ValueError("an empty schedule")
         return value[min(epoch, len(value) - 1)]
     return value
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced NaN or infinite parameters or chains (an ``ArithmeticError``)."""
 
 
 class MomentumSGD(torch.optim.Optimizer):
@@ -190,6 +195,26 @@ class Trainer:
                 v = batch if len(idx) == len(batch) else batch[: len(idx)]
                 self.step(torch.index_select(X, 0, idx, out=v), k)
         self.epoch += 1
+
+    # -- divergence guard ------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of everything an epoch changes (parameters, optimizer, chains, random state)."""
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "trainer": copy.deepcopy(self.state_dict()), "rng": self.generator.get_state(),
+                "parity": getattr(self.phase, "parity", None)}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])
+        self.load_state_dict(copy.deepcopy(snap["trainer"]))
+        self.generator.set_state(snap["rng"])
+
+    def is_finite(self) -> bool:
+        """Whether parameters, gradients and chains are all finite (one host sync)."""
+        tensors = [t for p in self.model.parameters() for t in (p, p.grad) if t is not None]
+        h = getattr(self.phase, "h", None)
+        if h is not None:
+            tensors.append(h)
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     # -- state for resuming ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
