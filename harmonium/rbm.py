@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .units import Beta, Units, is_one
+from .units import Beta, Units, accumulate_grad, is_one
 
 __all__ = ["RBMModel", "GibbsState"]
 
@@ -206,7 +206,7 @@ class RBMModel(nn.Module):
             # over the gradient buffer
             tv = torch.cat([tv_n * a_n, tv_p * -a_p])
             W.grad.addmm_(tv.T, torch.cat([th_n, th_p]), beta=momentum)
-        self._layer_gradient(self.hidden, h_pos, h_neg, w_pos, w_neg, momentum)
+        self.hidden.write_gradient(h_pos, h_neg, w_pos, w_neg, momentum)
         if self.visible.coupled_parameters:
             params = list(self.visible.parameters())
             with torch.enable_grad():
@@ -216,39 +216,9 @@ class RBMModel(nn.Module):
                 fn = fn.mean() if w_neg is None else (w_neg * fn).sum()
                 grads = torch.autograd.grad(fp - fn, params, allow_unused=True)
             for p, g in zip(params, grads):
-                self._accumulate(p, torch.zeros_like(p) if g is None else g, momentum)
+                accumulate_grad(p, torch.zeros_like(p) if g is None else g, momentum)
         else:
-            self._layer_gradient(self.visible, v_pos, v_neg, w_pos, w_neg, momentum)
-
-    @staticmethod
-    def _accumulate(p: Tensor, g: Tensor, momentum: float) -> None:
-        if p.grad is None:
-            p.grad = g.detach().clone()
-        elif momentum:
-            p.grad.mul_(momentum).add_(g)
-        else:
-            p.grad.copy_(g)
-
-    @classmethod
-    def _layer_gradient(cls, units: Units, x_pos, x_neg, w_pos, w_neg, momentum: float) -> None:
-        b = units.bias
-        if units.linear_bias and len(units._parameters) == 1 and not units._modules:
-            if b.grad is None:
-                b.grad = torch.zeros_like(b)
-            # d/db of -x.b is -x: grad <- momentum grad + <x>_neg - <x>_pos, as two fused mat-vec products
-            w_n = x_neg.new_full((x_neg.shape[0],), 1.0 / x_neg.shape[0]) if w_neg is None else w_neg
-            w_p = x_pos.new_full((x_pos.shape[0],), 1.0 / x_pos.shape[0]) if w_pos is None else w_pos
-            b.grad.addmv_(x_neg.T, w_n, beta=momentum).addmv_(x_pos.T, w_p, alpha=-1.0)
-            return
-        gp = units.bias_energy_grads(x_pos, w_pos)
-        gn = units.bias_energy_grads(x_neg, w_neg)
-        params = (units.bias,) if len(gp) == 1 else units.parameters()
-        for p, a, b in zip(params, gp, gn):
-            if a is None or b is None:
-                g = torch.zeros_like(p) if a is None and b is None else (a if b is None else -b)
-            else:
-                g = a - b
-            cls._accumulate(p, g, momentum)
+            self.visible.write_gradient(v_pos, v_neg, w_pos, w_neg, momentum)
 
     # -- centering ----------------------------------------------------------------------
     def set_offsets(self, visible_offset: Tensor | None, hidden_offset: Tensor | None) -> None:

@@ -189,12 +189,44 @@ class Units(nn.Module):
             e = e.mean() if weights is None else (weights * e).sum()
             return list(torch.autograd.grad(e, params, allow_unused=True))
 
+    def write_gradient(self, x_pos: Tensor, x_neg: Tensor, w_pos: Tensor | None = None,
+                       w_neg: Tensor | None = None, momentum: float = 0.0) -> None:
+        """``.grad`` <- momentum ``.grad`` + <d bias_energy/dtheta>_pos - <d bias_energy/dtheta>_neg for
+        this layer's parameters (rows weighted by ``w_*`` when given, else averaged)."""
+        b = self.bias
+        if self.linear_bias and len(self._parameters) == 1 and not self._modules:
+            if b.grad is None:
+                b.grad = torch.zeros_like(b)
+            # d/db of -x.b is -x: <x>_neg - <x>_pos as two fused mat-vec products
+            w_n = x_neg.new_full((x_neg.shape[0],), 1.0 / x_neg.shape[0]) if w_neg is None else w_neg
+            w_p = x_pos.new_full((x_pos.shape[0],), 1.0 / x_pos.shape[0]) if w_pos is None else w_pos
+            b.grad.addmv_(x_neg.T, w_n, beta=momentum).addmv_(x_pos.T, w_p, alpha=-1.0)
+            return
+        gp = self.bias_energy_grads(x_pos, w_pos)
+        gn = self.bias_energy_grads(x_neg, w_neg)
+        for p, a, c in zip(self.parameters(), gp, gn):
+            if a is None or c is None:
+                g = torch.zeros_like(p) if a is None and c is None else (a if c is None else -c)
+            else:
+                g = a - c
+            accumulate_grad(p, g, momentum)
+
     def extra_repr(self) -> str:
         return f"n={self.n}"
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (for save/load)."""
         return {"n": self.n}
+
+
+def accumulate_grad(p: Tensor, g: Tensor, momentum: float) -> None:
+    """p.grad <- momentum p.grad + g (or g when there is no gradient yet)."""
+    if p.grad is None:
+        p.grad = g.detach().clone()
+    elif momentum:
+        p.grad.mul_(momentum).add_(g)
+    else:
+        p.grad.copy_(g)
 
 
 def is_one(beta: Beta) -> bool:

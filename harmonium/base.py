@@ -1,0 +1,259 @@
+"""What every harmonium estimator shares: input conversion and validation, its own random
+generator, scikit-learn tags, pickling, and the model-file state (see ``harmonium.io``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted
+from torch import Tensor
+
+from . import io
+from .units import Units, units_config
+
+__all__ = ["BoltzmannEstimator"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> None:
+    values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not values:
+        raise ValueError(f"{name} must be a number or a non-empty sequence of numbers")
+    for x in values:
+        if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+            raise ValueError(f"{name} must be a finite number or a sequence of such, got {value!r}")
+        if integer and (int(x) != x or x < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (or a sequence of such), got {value!r}")
+        if positive and x <= 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+        if not positive and x < 0:
+            raise ValueError(f"{name} must be non-negative, got {value!r}")
+
+
+
+class BoltzmannEstimator(TransformerMixin, BaseEstimator):
+    """Base class: subclasses define ``__init__`` (with ``dtype``, ``device``, ``random_state``),
+    ``_check_params``, ``fit``, ``model_`` and the model-file hooks ``_model_config``,
+    ``_expected_shapes``, ``_make_model`` and ``_check_chains``."""
+
+    #: values substituted on load for hyperparameters that were fitted estimators when saved
+    _COPIED_PARAM_DEFAULT: dict[str, Any] = {}
+
+    def _fitted(self):
+        check_is_fitted(self, "model_")
+        return self.model_
+
+    @property
+    def _torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    def _to_tensor(self, X, what: str = "X", units: Units | None = None) -> Tensor:
+        """Convert to a tensor of the model's dtype and device, validated; the input is never modified."""
+        if isinstance(X, Tensor):
+            t = X.detach()
+            if t.is_complex():
+                raise ValueError(f"Complex data not supported: {what} has dtype {t.dtype}")
+            if t.ndim != 2:
+                raise ValueError(f"Expected a 2-D {what} (n_samples, n_features), got shape {tuple(t.shape)}. "
+                                 "Reshape your data with X.reshape(-1, 1) or X.reshape(1, -1)")
+            if t.shape[0] == 0 or t.shape[1] == 0:
+                raise ValueError(f"Found array with {t.shape[0]} sample(s) and {t.shape[1]} feature(s) "
+                                 f"(shape={tuple(t.shape)}) while a minimum of 1 is required.")
+        else:
+            # scikit-learn's own checks give the messages users know (shape, dtype, NaN, empty)
+            np_dtype = np.float64 if self.dtype == "float64" else np.float32
+            a = check_array(X, dtype=np_dtype, accept_sparse=False if not hasattr(X, "toarray") else "csr",
+                            ensure_all_finite=True, input_name=what)
+            if hasattr(a, "toarray"):
+                a = a.toarray()
+            t = torch.from_numpy(np.array(a, dtype=np_dtype, copy=True))
+        t = t.to(dtype=self._torch_dtype, device=self.device)
+        if units is not None:
+            if t.shape[1] != units.n:
+                raise ValueError(f"{what} has {t.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{units.n} features as input")
+            units.validate(t, what)
+        elif not torch.isfinite(t).all():
+            raise ValueError(f"{what} contains NaN or infinite values")
+        return t
+
+    # ------------------------------------------------------------------ construction
+    def _generator(self) -> torch.Generator:
+        """The estimator's own random stream (global torch/numpy state is never used)."""
+        if not hasattr(self, "_rng"):
+            seed = self.random_state
+            if isinstance(seed, np.random.RandomState):
+                seed = int(seed.randint(2 ** 31))
+            elif seed is None:
+                seed = int(np.random.SeedSequence().entropy % 2 ** 63)
+            self._rng = torch.Generator(device=self.device)
+            self._rng.manual_seed(int(seed))
+        return self._rng
+
+    def _array(self, value, shape, name) -> Tensor:
+        t = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(self._torch_dtype)
+        if t.ndim == 0:
+            t = t.expand(shape)
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return t.to(self.device)
+
+    def _out(self, t: Tensor, like) -> Any:
+        return t.detach() if isinstance(like, Tensor) else t.detach().cpu().numpy()
+
+    @property
+    def epochs_trained_(self) -> int:
+        """Epochs of training so far (across warm starts and resumed model files)."""
+        self._fitted()
+        t = getattr(self, "trainer_", None)
+        if t is not None:
+            return t.epoch
+        return int(getattr(self, "_trainer_state", {}).get("epoch", 0))
+
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # converted to dense
+        tags.transformer_tags.preserves_dtype = [self.dtype]
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "_rng" in state:
+            state["_rng"] = state["_rng"].get_state()
+        return state
+
+    def __setstate__(self, state):
+        rng = state.get("_rng")
+        if isinstance(rng, Tensor):
+            g = torch.Generator(device=state.get("device", "cpu"))
+            g.set_state(rng)
+            state["_rng"] = g
+        self.__dict__.update(state)
+
+    def save(self, path) -> "Path":
+        """Save the fitted estimator (weights, hyperparameters, training state) atomically; see ``harmonium.io``."""
+        self._fitted()
+        return io.save(self, path)
+
+    def _get_state(self) -> tuple[dict, dict[str, Tensor]]:
+        m = self._fitted()
+        tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in m.state_dict().items()}
+        params = {}
+        for name, value in self.get_params(deep=False).items():
+            if isinstance(value, Units):
+                value = {"__units__": units_config(value)}
+            elif isinstance(value, BaseEstimator):
+                value = {"__copied_from__": type(value).__name__}
+            elif isinstance(value, (np.ndarray, Tensor)):
+                tensors[f"params.{name}"] = torch.as_tensor(np.asarray(value.cpu() if isinstance(value, Tensor) else value))
+                value = {"__tensor__": f"params.{name}"}
+            elif isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            elif isinstance(value, type) and issubclass(value, Units):
+                value = {"__units__": {"name": value.name}}
+            elif callable(value):
+                raise ValueError(f"cannot save {name}={value!r}: a callable is code; use a named option")
+            params[name] = value
+        trainer: dict[str, Any] | None = None
+        t = getattr(self, "trainer_", None)
+        st = t.state_dict() if t is not None else getattr(self, "_trainer_state", None)
+        if st is not None:
+            opt = st["optimizer"]
+            opt_keys: dict[str, dict[str, Any]] = {}
+            for idx, pstate in opt["state"].items():
+                for key, val in pstate.items():
+                    if isinstance(val, Tensor):
+                        tensors[f"trainer.optimizer.state.{idx}.{key}"] = val
+                        opt_keys.setdefault(str(idx), {})[key] = "__tensor__"
+                    else:
+                        opt_keys.setdefault(str(idx), {})[key] = val
+            for key, val in st["chains"].items():
+                tensors[f"trainer.chains.{key}"] = val
+            if st.get("hidden_activity") is not None:
+                tensors["trainer.hidden_activity"] = st["hidden_activity"]
+            trainer = {"epoch": st["epoch"], "optimizer_param_groups": opt["param_groups"],
+                       "optimizer_state": opt_keys}
+        if hasattr(self, "_rng"):
+            tensors["rng"] = self._rng.get_state()
+        config = {"params": params, "n_features_in": int(self.n_features_in_),
+                  **self._model_config(), "history": self.history_, "trainer": trainer}
+        return config, tensors
+
+    @classmethod
+    def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
+        params = dict(config["params"])
+        for name, value in list(params.items()):
+            if isinstance(value, dict) and "__units__" in value:
+                params[name] = value["__units__"]
+            elif isinstance(value, dict) and "__tensor__" in value:
+                params[name] = tensors[value["__tensor__"]].numpy()
+            elif isinstance(value, dict) and "__copied_from__" in value:
+                params[name] = cls._COPIED_PARAM_DEFAULT.get(name)
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        est._check_params()
+        nv = config["n_features_in"]
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        model = est._make_model(config, state).to(dtype=est._torch_dtype)
+        want = est._torch_dtype
+        for k, v in state.items():
+            if v.dtype != want:
+                raise ValueError(f"tensor {k!r} has dtype {v.dtype}, the configuration says {est.dtype}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"tensor {k!r} contains NaN or infinite values")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"model tensors do not match the configuration: {e}") from None
+        est.model_ = model.to(dtype=want, device=est.device)
+        est.n_features_in_ = nv
+        est.history_ = config.get("history") or {"epoch": []}
+        if "rng" in tensors:
+            g = torch.Generator(device=est.device)
+            try:
+                g.set_state(tensors["rng"])
+            except RuntimeError as e:
+                raise ValueError(f"invalid random generator state: {e}") from None
+            est._rng = g
+        tr = config.get("trainer")
+        if tr is not None:
+            opt_state: dict[int, dict[str, Any]] = {}
+            params_list = list(est.model_.parameters())
+            for idx, keys in tr["optimizer_state"].items():
+                i = int(idx)
+                if not 0 <= i < len(params_list):
+                    raise ValueError(f"optimizer state for unknown parameter {idx}")
+                d = {}
+                for key, val in keys.items():
+                    if val == "__tensor__":
+                        val = tensors[f"trainer.optimizer.state.{idx}.{key}"].to(est.device)
+                        if val.ndim and val.shape != params_list[i].shape:
+                            raise ValueError(f"optimizer state {idx}.{key} has shape {tuple(val.shape)}, "
+                                             f"parameter has {tuple(params_list[i].shape)}")
+                    d[key] = val
+                opt_state[i] = d
+            chains = {k[len("trainer.chains."):]: v.to(est.device) for k, v in tensors.items()
+                      if k.startswith("trainer.chains.")}
+            est._check_chains(chains, model)
+            # the optimizer is built when training resumes (loading stays cheap for inference)
+            est._trainer_state = {
+                "epoch": int(tr["epoch"]),
+                "optimizer": {"state": opt_state, "param_groups": tr["optimizer_param_groups"]},
+                "chains": chains,
+                "hidden_activity": tensors.get("trainer.hidden_activity"),
+            }
+        return est
+
