@@ -3,7 +3,7 @@
 "Harmonium" is Smolensky's (1986) name for the restricted Boltzmann machine.
 """
 
-from . import estimate, units
+from . import datasets, estimate, units
 from .estimators import RBM, BernoulliMultinomialRBM, BernoulliRBM, GaussianBernoulliRBM
 from .io import load
 from .learning import DivergenceError
@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RBM", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM", "RBMModel",
-    "Units", "Bernoulli", "Gaussian", "Softmax", "Multinomial", "estimate", "units", "load", "DivergenceError",
+    "Units", "Bernoulli", "Gaussian", "Softmax", "Multinomial", "datasets", "estimate", "units", "load", "DivergenceError",
 ]

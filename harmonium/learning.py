@@ -25,7 +25,8 @@ from torch import Tensor
 from .rbm import RBMModel
 from .sampling import make_negative_phase
 
-__all__ = ["TrainingConfig", "Trainer", "MomentumSGD", "DivergenceError", "at_epoch"]
+__all__ = ["TrainingConfig", "TrainerBase", "Trainer", "MomentumSGD", "DivergenceError", "at_epoch",
+           "make_optimizer", "batches"]
 
 Schedule = float | int | Sequence[float] | Sequence[int]
 
@@ -109,42 +110,112 @@ class TrainingConfig:
     optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd"
 
 
-class Trainer:
-    """Runs epochs of updates on an ``RBMModel`` and owns everything that persists between them:
-    the optimizer, the persistent chains, the sparsity estimate and the epoch counter."""
+def make_optimizer(spec: str | Callable, params: list, learning_rate: Schedule, momentum: Schedule):
+    """The optimizer for ``spec``: "sgd" (``MomentumSGD``), "adam", or a callable(params)."""
+    lr0 = float(at_epoch(learning_rate, 0))
+    if callable(spec):
+        return spec(params)
+    if spec == "sgd":
+        return MomentumSGD(params, lr=lr0, momentum=float(at_epoch(momentum, 0)))
+    if spec == "adam":
+        return torch.optim.Adam(params, lr=lr0)
+    raise ValueError(f"unknown optimizer {spec!r}; use 'sgd', 'adam' or a callable(params)")
 
-    def __init__(self, model: RBMModel, config: TrainingConfig, generator: torch.Generator) -> None:
+
+def batches(X: Tensor, batch_size: int, generator: torch.Generator):
+    """Shuffled batches of X, gathered into one reused buffer (valid until the next batch)."""
+    n = X.shape[0]
+    perm = torch.randperm(n, generator=generator, device=X.device)
+    buf = X.new_empty((min(batch_size, n), X.shape[1]))
+    for start in range(0, n, batch_size):
+        idx = perm[start:start + batch_size]
+        out = buf if len(idx) == len(buf) else buf[: len(idx)]
+        yield torch.index_select(X, 0, idx, out=out)
+
+
+class TrainerBase:
+    """What every fit loop keeps between updates: the optimizer, schedules, the epoch counter,
+    the divergence guard and the resume state.  Subclasses own the chains (``_chains`` and
+    ``_load_chains``) and the update (``run_epoch``)."""
+
+    def __init__(self, model: torch.nn.Module, config: Any, generator: torch.Generator) -> None:
         self.model = model
-        self.config = c = config
+        self.config = config
         self.generator = generator
         self.epoch = 0
-        self.phase = make_negative_phase(c.persistent, c.n_chains or c.batch_size, c.n_temperatures)
-        params = list(model.parameters())
-        lr0 = float(at_epoch(c.learning_rate, 0))
-        if callable(c.optimizer):
-            self.optimizer = c.optimizer(params)
-        elif c.optimizer == "sgd":
-            self.optimizer = MomentumSGD(params, lr=lr0, momentum=float(at_epoch(c.momentum, 0)))
-        elif c.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=lr0)
-        else:
-            raise ValueError(f"unknown optimizer {c.optimizer!r}; use 'sgd', 'adam' or a callable(params)")
-        self.hidden_activity: Tensor | None = None  # damped mean of E[h | v+] for sparsity
+        self.optimizer = make_optimizer(config.optimizer, list(model.parameters()), config.learning_rate,
+                                        config.momentum)
+        self.hidden_activity: Tensor | None = None  # damped mean hidden activity for sparsity
         self._grad_momentum = 0.0
         self._fused = isinstance(self.optimizer, MomentumSGD)
 
-    # -- schedules -----------------------------------------------------------------------
-    def _apply_schedules(self) -> int:
+    def _apply_schedules(self) -> None:
         c, e = self.config, self.epoch
-        lr = float(at_epoch(c.learning_rate, e))
-        for g in self.optimizer.param_groups:
-            if not callable(c.optimizer):
-                g["lr"] = lr
-            if "momentum" in g and not callable(c.optimizer):
-                g["momentum"] = float(at_epoch(c.momentum, e))
+        if not callable(c.optimizer):
+            for g in self.optimizer.param_groups:
+                g["lr"] = float(at_epoch(c.learning_rate, e))
+                if "momentum" in g:
+                    g["momentum"] = float(at_epoch(c.momentum, e))
         accumulates = getattr(self.optimizer, "accumulates_momentum", False)
         self._grad_momentum = float(at_epoch(c.momentum, e)) if accumulates else 0.0
-        return int(at_epoch(c.k, e))
+
+    def _optimizer_step(self) -> None:
+        if self._fused:
+            self.optimizer.apply()
+        else:
+            self.optimizer.step()
+
+    def _chains(self) -> dict[str, Tensor]:
+        return {}
+
+    def _load_chains(self, chains: dict[str, Tensor]) -> None:
+        pass
+
+    # -- divergence guard ------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of everything an epoch changes (parameters, optimizer, chains, random state)."""
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "trainer": copy.deepcopy(self.state_dict()), "rng": self.generator.get_state()}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])
+        self.load_state_dict(copy.deepcopy(snap["trainer"]))
+        self.generator.set_state(snap["rng"])
+
+    def is_finite(self) -> bool:
+        """Whether parameters, gradients and chains are all finite (one host sync)."""
+        tensors = [t for p in self.model.parameters() for t in (p, p.grad) if t is not None]
+        tensors += [t for t in self._chains().values() if t.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+    # -- state for resuming ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
+                                 "chains": self._chains()}
+        if self.hidden_activity is not None:
+            state["hidden_activity"] = self.hidden_activity
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_chains(state.get("chains", {}))
+        self.hidden_activity = state.get("hidden_activity")
+
+
+class Trainer(TrainerBase):
+    """Runs epochs of updates on an ``RBMModel``; the negative-phase strategy keeps the chains."""
+
+    def __init__(self, model: RBMModel, config: TrainingConfig, generator: torch.Generator) -> None:
+        super().__init__(model, config, generator)
+        c = config
+        self.phase = make_negative_phase(c.persistent, c.n_chains or c.batch_size, c.n_temperatures)
+
+    def _chains(self) -> dict[str, Tensor]:
+        return self.phase.state_dict()
+
+    def _load_chains(self, chains: dict[str, Tensor]) -> None:
+        self.phase.load_state_dict(chains)
 
     # -- one update ------------------------------------------------------------------------
     def step(self, v: Tensor, k: int) -> None:
@@ -169,10 +240,7 @@ class Trainer:
             d = (self.hidden_activity - c.sparsity_target) * c.sparsity_cost
             m.hidden.bias.grad.add_(d)
             W.grad.addr_(v.mean(0), d)
-        if self._fused:
-            self.optimizer.apply()
-        else:
-            self.optimizer.step()
+        self._optimizer_step()
         if c.max_norm is not None:
             with torch.no_grad():
                 norms = W.norm(dim=0, keepdim=True).clamp_min_(c.max_norm)
@@ -185,47 +253,9 @@ class Trainer:
 
     def run_epoch(self, X: Tensor) -> None:
         """One pass over X (on the model's device) in shuffled batches."""
-        k = self._apply_schedules()
-        n, bs = X.shape[0], self.config.batch_size
-        perm = torch.randperm(n, generator=self.generator, device=X.device)
-        batch = X.new_empty((min(bs, n), X.shape[1]))
+        self._apply_schedules()
+        k = int(at_epoch(self.config.k, self.epoch))
         with torch.no_grad():
-            for start in range(0, n, bs):
-                idx = perm[start:start + bs]
-                v = batch if len(idx) == len(batch) else batch[: len(idx)]
-                self.step(torch.index_select(X, 0, idx, out=v), k)
+            for v in batches(X, self.config.batch_size, self.generator):
+                self.step(v, k)
         self.epoch += 1
-
-    # -- divergence guard ------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """A copy of everything an epoch changes (parameters, optimizer, chains, random state)."""
-        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                "trainer": copy.deepcopy(self.state_dict()), "rng": self.generator.get_state(),
-                "parity": getattr(self.phase, "parity", None)}
-
-    def restore(self, snap: dict[str, Any]) -> None:
-        self.model.load_state_dict(snap["model"])
-        self.load_state_dict(copy.deepcopy(snap["trainer"]))
-        self.generator.set_state(snap["rng"])
-
-    def is_finite(self) -> bool:
-        """Whether parameters, gradients and chains are all finite (one host sync)."""
-        tensors = [t for p in self.model.parameters() for t in (p, p.grad) if t is not None]
-        h = getattr(self.phase, "h", None)
-        if h is not None:
-            tensors.append(h)
-        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-    # -- state for resuming ------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                                 "chains": self.phase.state_dict()}
-        if self.hidden_activity is not None:
-            state["hidden_activity"] = self.hidden_activity
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.phase.load_state_dict(state.get("chains", {}))
-        self.hidden_activity = state.get("hidden_activity")
