@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import Tensor
 
 from . import io
+from .learning import DivergenceError, TrainerBase, at_epoch
 from .units import Units, units_config
 
 __all__ = ["BoltzmannEstimator"]
@@ -50,6 +51,56 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
     def _fitted(self):
         check_is_fitted(self, "model_")
         return self.model_
+
+    def _resume_from(self, path) -> None:
+        """Adopt the fitted state of the checkpoint at ``path`` (same class and layer sizes)."""
+        saved = io.load(path, device=self.device)
+        if type(saved) is not type(self) or saved.n_hidden != self.n_hidden or saved.dtype != self.dtype:
+            raise ValueError(f"checkpoint {path} holds a {type(saved).__name__} with n_hidden={saved.n_hidden}, "
+                             f"dtype={saved.dtype}; this estimator has n_hidden={self.n_hidden}, "
+                             f"dtype={self.dtype}: remove the file or use another checkpoint_path")
+        for attr in ("trainer_", "_trainer_state", "_rng"):
+            self.__dict__.pop(attr, None)
+        for attr in ("model_", "n_features_in_", "history_", "_rng", "_trainer_state"):
+            if attr in saved.__dict__:
+                setattr(self, attr, saved.__dict__[attr])
+
+    def _run(self, trainer: TrainerBase, X: Tensor, X_val: Tensor | None, todo: int) -> None:
+        names = self._metric_names(X_val)
+        self._logger = None
+        if self.log_dir is not None and todo:
+            from .tensorboard import TensorBoardLogger
+            self._logger = TensorBoardLogger(self.log_dir)
+            names = names or ("reconstruction_error",)
+        bar = None
+        if self.verbose >= 2:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=todo, desc="epochs", unit="epoch", disable=None)  # off when not a terminal
+        for i in range(todo):
+            snap = trainer.snapshot()
+            trainer.run_epoch(X)
+            if not trainer.is_finite():
+                trainer.restore(snap)
+                raise DivergenceError(
+                    f"training diverged in epoch {trainer.epoch + 1}: parameters, gradients or chains became "
+                    f"NaN or infinite; the learning rate ({at_epoch(self.learning_rate, trainer.epoch)}) is "
+                    "probably too large for this data. The estimator is back at its state before that epoch"
+                    + (" and the last checkpoint is intact." if self.checkpoint_path else "."))
+            last = trainer.epoch == self.epochs or i == todo - 1 and not self.checkpoint_path
+            if names and (trainer.epoch % self.metrics_every == 0 or last):
+                self._record(trainer.epoch, names, X, X_val)
+            if self.checkpoint_path is not None and (trainer.epoch % self.checkpoint_every == 0 or last):
+                io.save(self, self.checkpoint_path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
+                                 if k != "epoch" and v and v[-1] is not None})
+        if bar is not None:
+            bar.close()
+        if self._logger is not None:
+            self._logger.close()
+        del self._logger
+
 
     @property
     def _torch_dtype(self) -> torch.dtype:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import estimate, io
 from .base import _DTYPES, BoltzmannEstimator, _schedule_ok
-from .learning import DivergenceError, Trainer, TrainingConfig, at_epoch
+from .learning import Trainer, TrainingConfig
 from .rbm import RBMModel
 from .units import make_units, units_config
 
@@ -249,19 +249,6 @@ class RBM(BoltzmannEstimator):
         self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
         return self
 
-    def _resume_from(self, path) -> None:
-        """Adopt the fitted state of the checkpoint at ``path`` (same class and layer sizes)."""
-        saved = io.load(path, device=self.device)
-        if type(saved) is not type(self) or saved.n_hidden != self.n_hidden or saved.dtype != self.dtype:
-            raise ValueError(f"checkpoint {path} holds a {type(saved).__name__} with n_hidden={saved.n_hidden}, "
-                             f"dtype={saved.dtype}; this estimator has n_hidden={self.n_hidden}, "
-                             f"dtype={self.dtype}: remove the file or use another checkpoint_path")
-        for attr in ("trainer_", "_trainer_state", "_rng"):
-            self.__dict__.pop(attr, None)
-        for attr in ("model_", "n_features_in_", "history_", "_rng", "_trainer_state"):
-            if attr in saved.__dict__:
-                setattr(self, attr, saved.__dict__[attr])
-
     def partial_fit(self, X, y=None) -> "RBM":
         """One pass over X (as one epoch), creating the model on the first call."""
         self._check_params()
@@ -281,42 +268,6 @@ class RBM(BoltzmannEstimator):
         else:
             self.trainer_.config = cfg
         return self.trainer_
-
-    def _run(self, trainer: Trainer, X: Tensor, X_val: Tensor | None, todo: int) -> None:
-        names = self._metric_names(X_val)
-        self._logger = None
-        if self.log_dir is not None and todo:
-            from .tensorboard import TensorBoardLogger
-            self._logger = TensorBoardLogger(self.log_dir)
-            names = names or ("reconstruction_error",)
-        bar = None
-        if self.verbose >= 2:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=todo, desc="epochs", unit="epoch", disable=None)  # off when not a terminal
-        for i in range(todo):
-            snap = trainer.snapshot()
-            trainer.run_epoch(X)
-            if not trainer.is_finite():
-                trainer.restore(snap)
-                raise DivergenceError(
-                    f"training diverged in epoch {trainer.epoch + 1}: parameters, gradients or chains became "
-                    f"NaN or infinite; the learning rate ({at_epoch(self.learning_rate, trainer.epoch)}) is "
-                    "probably too large for this data. The estimator is back at its state before that epoch"
-                    + (" and the last checkpoint is intact." if self.checkpoint_path else "."))
-            last = trainer.epoch == self.epochs or i == todo - 1 and not self.checkpoint_path
-            if names and (trainer.epoch % self.metrics_every == 0 or last):
-                self._record(trainer.epoch, names, X, X_val)
-            if self.checkpoint_path is not None and (trainer.epoch % self.checkpoint_every == 0 or last):
-                io.save(self, self.checkpoint_path)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
-                                 if k != "epoch" and v and v[-1] is not None})
-        if bar is not None:
-            bar.close()
-        if self._logger is not None:
-            self._logger.close()
-        del self._logger
 
     def _record(self, epoch: int, names, X: Tensor, X_val: Tensor | None) -> None:
         m = self.model_
