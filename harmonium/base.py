@@ -52,6 +52,20 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.model_
 
+    def _append_history(self, epoch: int, values: dict[str, float]) -> None:
+        """Add one recorded epoch to ``history_`` (None where a metric was not computed)."""
+        h = self.history_
+        h["epoch"].append(epoch)
+        for key, val in values.items():
+            h.setdefault(key, [None] * (len(h["epoch"]) - 1)).append(val)
+        for seq in h.values():
+            if len(seq) < len(h["epoch"]):
+                seq.append(None)
+
+    def _print_values(self, epoch: int, values: dict[str, float]) -> None:
+        if self.verbose >= 1:
+            print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items()), flush=True)
+
     def _resume_from(self, path) -> None:
         """Adopt the fitted state of the checkpoint at ``path`` (same class and layer sizes)."""
         saved = io.load(path, device=self.device)
@@ -68,7 +82,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
     def _run(self, trainer: TrainerBase, X: Tensor, X_val: Tensor | None, todo: int) -> None:
         names = self._metric_names(X_val)
         self._logger = None
-        if self.log_dir is not None and todo:
+        if getattr(self, "log_dir", None) is not None and todo:
             from .tensorboard import TensorBoardLogger
             self._logger = TensorBoardLogger(self.log_dir)
             names = names or ("reconstruction_error",)

@@ -112,7 +112,7 @@ class DBMModel(nn.Module):
                     new = self.layers[l].mean(self.layer_input(x, l))
                     if damping:
                         new = damping * x[l] + (1 - damping) * new
-                    delta = torch.maximum(delta, (new - x[l]).abs().max())
+                    delta = torch.maximum(delta, (new - x[l]).detach().abs().max())
                     x[l] = new
             if tol > 0 and float(delta) < tol:
                 break

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .dbm import DBMModel
 from .rbm import RBMModel
 
 __all__ = [
@@ -32,16 +33,43 @@ __all__ = [
 MAX_EXACT_STATES = 2 ** 24
 
 
-def as_model(model) -> RBMModel:
+def as_model(model, kinds: tuple = (RBMModel,)):
     """The torch model behind an estimator (or the model itself)."""
     m = getattr(model, "model_", model)
-    if not isinstance(m, RBMModel):
-        raise TypeError(f"expected a fitted estimator or an RBMModel, got {type(model).__name__}")
+    if not isinstance(m, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(f"expected a fitted estimator or a {names}, got {type(model).__name__}")
     return m
 
 
-def _like(x: Tensor, model: RBMModel) -> Tensor:
-    p = model.W
+def _joint_states(layers: list, chunk: int = 1 << 14):
+    """All joint states of several layers, as lists of tensors (one per layer), in chunks."""
+    per = [torch.cat(list(u.enumerate_states())) for u in layers]
+    sizes = [len(p) for p in per]
+    total = math.prod(sizes)
+    for start in range(0, total, chunk):
+        idx = torch.arange(start, min(start + chunk, total))
+        out = []
+        for p, s in zip(reversed(per), reversed(sizes)):
+            out.append(p[idx % s])
+            idx = idx // s
+        yield out[::-1]
+
+
+def dbm_enumeration_cost(model) -> tuple[int, float]:
+    """The parity (0: even layers, visible included; 1: odd layers) whose joint states exact
+    enumeration would sum over, and their number; the other layers are summed out in closed form."""
+    m = as_model(model, (DBMModel,))
+    best = (0, math.inf)
+    for parity in (0, 1):
+        cost = math.prod(m.layers[l].n_states() for l in range(parity, m.n_layers, 2))
+        if cost < best[1]:
+            best = (parity, cost)
+    return best
+
+
+def _like(x: Tensor, model) -> Tensor:
+    p = next(model.parameters())
     return torch.as_tensor(x).to(dtype=p.dtype, device=p.device)
 
 
@@ -62,7 +90,10 @@ def exact_log_partition(model, *, max_states: int = MAX_EXACT_STATES) -> float:
     Raises ``ValueError`` when neither layer can be enumerated or the smaller one has more
     than ``max_states`` states (use AIS then).
     """
-    m = copy.deepcopy(as_model(model)).to(torch.float64)
+    mm = as_model(model, (RBMModel, DBMModel))
+    if isinstance(mm, DBMModel):
+        return _dbm_exact_log_partition(mm, max_states)
+    m = copy.deepcopy(mm).to(torch.float64)
     layer, n = enumeration_cost(m)
     if math.isinf(n):
         raise ValueError("exact log Z needs at least one discrete layer; both layers are continuous")
@@ -74,9 +105,52 @@ def exact_log_partition(model, *, max_states: int = MAX_EXACT_STATES) -> float:
     return float(torch.logsumexp(torch.stack(parts), 0))
 
 
+def _dbm_exact_log_partition(model: DBMModel, max_states: int) -> float:
+    m = copy.deepcopy(model).to(torch.float64)
+    parity, n = dbm_enumeration_cost(m)
+    if math.isinf(n):
+        raise ValueError("exact log Z of this DBM needs the odd or the even layers to be discrete")
+    if n > max_states:
+        raise ValueError(f"exact log Z would enumerate {n:.3g} joint states (limit {max_states}); use AIS")
+    layers = [m.layers[l] for l in range(parity, m.n_layers, 2)]
+    parts = []
+    for states in _joint_states(layers):
+        x: list = [None] * m.n_layers
+        for l, st in zip(range(parity, m.n_layers, 2), states):
+            x[l] = st.to(m.W[0].device)
+        parts.append(torch.logsumexp(-m.free_energy_even(x, parity), 0))
+    return float(torch.logsumexp(torch.stack(parts), 0))
+
+
+@torch.no_grad()
+def dbm_unnormalized_log_prob(model, X: Tensor, *, max_states: int = MAX_EXACT_STATES) -> Tensor:
+    """log sum_h exp(-E(v, h)) for each row v of X, exactly: the even hidden layers enumerated, the odd
+    ones summed out in closed form (float64)."""
+    m = copy.deepcopy(as_model(model, (DBMModel,))).to(torch.float64)
+    X = _like(X, m)
+    even = [m.layers[l] for l in range(2, m.n_layers, 2)]
+    if not even:
+        return -m.free_energy_even([X] + [None] * (m.n_layers - 1), 0)
+    n = math.prod(u.n_states() for u in even)
+    if n > max_states:
+        raise ValueError(f"exact log p(v) would enumerate {n:.3g} states per row (limit {max_states})")
+    parts = []
+    for states in _joint_states(even):
+        S = states[0].shape[0]
+        x: list = [X.repeat_interleave(S, 0)] + [None] * (m.n_layers - 1)
+        for l, st in zip(range(2, m.n_layers, 2), states):
+            x[l] = st.to(X).repeat(X.shape[0], 1)
+        parts.append(torch.logsumexp((-m.free_energy_even(x, 0)).view(X.shape[0], S), 1))
+    return torch.logsumexp(torch.stack(parts, 1), 1)
+
+
 @torch.no_grad()
 def exact_log_likelihood(model, X: Tensor, log_z: float | None = None) -> Tensor:
     """log p(v) = -F(v) - log Z for each row, in float64."""
+    if isinstance(getattr(model, "model_", model), DBMModel):
+        if log_z is None:
+            log_z = exact_log_partition(model)
+        return dbm_unnormalized_log_prob(model, X) - log_z
     m = copy.deepcopy(as_model(model)).to(torch.float64)
     if log_z is None:
         log_z = exact_log_partition(m)

@@ -294,21 +294,14 @@ class RBM(BoltzmannEstimator):
         if "free_energy_gap" in names and X_val is not None:
             n = min(len(X), len(X_val), METRIC_ROWS)
             values["free_energy_gap"] = estimate.free_energy_gap(m, X[:n], X_val[:n])
-        h = self.history_
-        h["epoch"].append(epoch)
-        for key, val in values.items():
-            h.setdefault(key, [None] * (len(h["epoch"]) - 1)).append(val)
-        for key, seq in h.items():
-            if len(seq) < len(h["epoch"]):
-                seq.append(None)
+        self._append_history(epoch, values)
         if self._logger is not None:
             chains = getattr(self.trainer_.phase, "h", None)
             with torch.no_grad():
                 particles = m.visible_mean(chains[:64]) if chains is not None else m.visible_mean(
                     m.hidden_mean(X[:64]))
             self._logger.log_epoch(epoch, values, m, rows["train"], particles)
-        if self.verbose >= 1:
-            print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items()), flush=True)
+        self._print_values(epoch, values)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -55,6 +55,10 @@ class RBMModel(nn.Module):
         self.W = nn.Parameter(torch.zeros(visible.n, hidden.n))
         self.register_buffer("visible_offset", None)
         self.register_buffer("hidden_offset", None)
+        #: multipliers of the bottom-up and top-down inputs: 2 doubles them for the greedy
+        #: pretraining of a DBM (Salakhutdinov & Hinton 2009); 1 is the plain RBM
+        self.up_factor = 1.0
+        self.down_factor = 1.0
 
     @property
     def n_visible(self) -> int:
@@ -75,6 +79,8 @@ class RBMModel(nn.Module):
         if self.visible_offset is not None:
             t = t - self.visible_offset
         a = t @ self.W
+        if self.up_factor != 1.0:
+            a = a * self.up_factor
         return a if is_one(beta) else a * beta
 
     def visible_input(self, h: Tensor, beta: Beta = 1.0) -> Tensor:
@@ -83,6 +89,8 @@ class RBMModel(nn.Module):
         if self.hidden_offset is not None:
             t = t - self.hidden_offset
         c = t @ self.W.T
+        if self.down_factor != 1.0:
+            c = c * self.down_factor
         return c if is_one(beta) else c * beta
 
     def energy(self, v: Tensor, h: Tensor) -> Tensor:

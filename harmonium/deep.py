@@ -1,0 +1,581 @@
+"""Deep models as estimators: the deep Boltzmann machine (``DBM``) and the deep belief network
+(``DBN``), both built from the RBM's unit types and, for pretraining, from ``RBM`` estimators.
+
+DBM learning (Salakhutdinov & Hinton 2009): greedy layer-wise pretraining with the DBM
+modification, then joint training where each update takes
+
+* the positive phase from the mean-field posterior q(h | v) of the batch, and
+* the negative phase from persistent particles (all layers) advanced by block Gibbs sweeps,
+
+and writes <dE/dtheta>_q - <dE/dtheta>_particles into ``.grad``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import Tensor
+
+from . import io
+from .base import _DTYPES, BoltzmannEstimator, _schedule_ok
+from .dbm import DBMModel
+from .estimators import RBM
+from .learning import Schedule, TrainerBase, at_epoch, batches
+from .units import make_units, units_config
+
+__all__ = ["DBM", "DBN"]
+
+#: rows of the training (and validation) data used for the per-epoch metrics
+METRIC_ROWS = 1000
+
+
+def _per_layer(value: Any, n: int, name: str) -> list:
+    """A per-hidden-layer setting: one value for all layers or a list of n values."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} hidden layers")
+        return list(value)
+    return [value] * n
+
+
+@dataclass
+class DBMTrainingConfig:
+    learning_rate: Schedule = 0.001
+    momentum: Schedule = 0.9
+    n_gibbs_steps: Schedule = 5
+    batch_size: int = 100
+    n_particles: int = 100
+    max_mf_updates: int = 50
+    mf_tol: float = 1e-7
+    mf_damping: float = 0.0
+    l2: float = 0.0
+    max_norm: float | None = None
+    sparsity_target: list | None = None
+    sparsity_cost: list | None = None
+    sparsity_damping: float = 0.9
+    particles_from_data: bool = True
+    optimizer: Any = "sgd"
+
+
+class DBMTrainer(TrainerBase):
+    """Joint DBM training: mean-field positive phase, persistent particles for the negative phase."""
+
+    def __init__(self, model: DBMModel, config: DBMTrainingConfig, generator: torch.Generator) -> None:
+        super().__init__(model, config, generator)
+        self.particles: list[Tensor] | None = None
+        self.mf_updates: list[float] = []  # mean mean-field sweeps per batch, per epoch
+
+    def _chains(self) -> dict[str, Tensor]:
+        return {} if self.particles is None else {f"x{l}": x for l, x in enumerate(self.particles)}
+
+    def _load_chains(self, chains: dict[str, Tensor]) -> None:
+        if chains:
+            self.particles = [chains[f"x{l}"] for l in range(self.model.n_layers)]
+
+    def _init_particles(self, X: Tensor) -> None:
+        c, m, g = self.config, self.model, self.generator
+        n = c.n_particles
+        if c.particles_from_data:
+            idx = torch.randint(X.shape[0], (n,), generator=g, device=X.device)
+            x = m.upward_init(X[idx])
+            self.particles = [x[0].clone()] + [u.sample(torch.zeros_like(xl), 1.0, g, mean=xl)
+                                               for u, xl in zip(m.layers[1:], x[1:])]
+        else:
+            self.particles = [u.sample(X.new_zeros(n, u.n), 1.0, g) for u in m.layers]
+
+    def step(self, v: Tensor, k: int) -> int:
+        c, m, g = self.config, self.model, self.generator
+        pos, n_mf = m.mean_field(v, max_updates=c.max_mf_updates, tol=c.mf_tol, damping=c.mf_damping)
+        self.particles, _ = m.gibbs(self.particles, k, generator=g)
+        m.write_gradient(pos, self.particles, momentum=self._grad_momentum)
+        if c.l2:
+            for W in m.W:
+                W.grad.add_(W.detach(), alpha=c.l2)
+        if c.sparsity_target is not None:
+            q = torch.cat([p.mean(0) for p in pos[1:]])
+            if self.hidden_activity is None:
+                self.hidden_activity = q.clone()
+            else:
+                self.hidden_activity.mul_(c.sparsity_damping).add_(q, alpha=1 - c.sparsity_damping)
+            start = 0
+            for l in range(1, m.n_layers):
+                n = m.layers[l].n
+                t, cost = c.sparsity_target[l - 1], c.sparsity_cost[l - 1]
+                if t is not None and cost:
+                    d = (self.hidden_activity[start:start + n] - t) * cost
+                    m.layers[l].bias.grad.add_(d)
+                    m.W[l - 1].grad.addr_(pos[l - 1].mean(0), d)
+                start += n
+        self._optimizer_step()
+        if c.max_norm is not None:
+            with torch.no_grad():
+                for W in m.W:
+                    W.mul_(c.max_norm / W.norm(dim=0, keepdim=True).clamp_min_(c.max_norm))
+        return n_mf
+
+    def run_epoch(self, X: Tensor) -> None:
+        self._apply_schedules()
+        k = int(at_epoch(self.config.n_gibbs_steps, self.epoch))
+        total = count = 0
+        with torch.no_grad():
+            if self.particles is None:
+                self._init_particles(X)
+            for v in batches(X, self.config.batch_size, self.generator):
+                total += self.step(v, k)
+                count += 1
+        self.mf_updates.append(total / max(count, 1))
+        self.epoch += 1
+
+
+class DBM(BoltzmannEstimator):
+    """Deep Boltzmann machine of any depth and unit types.
+
+    Parameters
+    ----------
+    n_hidden : sizes of the hidden layers, bottom to top, e.g. (512, 1024).
+    visible : unit type of the visible layer (as for ``RBM``).
+    hidden : unit type of every hidden layer, or a list with one per layer.
+    learning_rate, momentum, n_gibbs_steps : constants or per-epoch sequences.
+    epochs, batch_size : joint training.
+    n_particles : persistent negative particles.
+    max_mf_updates, mf_tol, mf_damping : mean-field sweeps per batch at most, the tolerance on the
+        largest change that stops them, and damping (mu <- d mu + (1 - d) new).
+    l2, max_norm : weight decay and the bound on each hidden unit's incoming weight norm.
+    sparsity_target, sparsity_cost, sparsity_damping : as for ``RBM``; a value or one per hidden layer.
+    pretrain : True for greedy layer-wise pretraining with the DBM modification, False for random
+        initialisation (``W_init`` std), or a list of fitted ``RBM`` estimators to compose.
+    pretrain_params : hyperparameters for the pretraining RBMs (a dict, or a list of dicts, one
+        per layer), e.g. ``{"epochs": 20, "learning_rate": 0.05}``.
+    particles_from_data : start the particles at random training rows (else at random states).
+    metrics : "auto" (reconstruction error; exact log-likelihood for tiny models), None, or a list of
+        "reconstruction_error", "log_likelihood".
+    """
+
+    _COPIED_PARAM_DEFAULT = {"pretrain": False}
+
+    def __init__(self, n_hidden: Any = (512, 1024), *, visible: Any = "bernoulli", hidden: Any = "bernoulli",
+                 learning_rate: Any = 0.001, momentum: Any = 0.9, n_gibbs_steps: Any = 5, epochs: int = 10,
+                 batch_size: int = 100, n_particles: int = 100, max_mf_updates: int = 50, mf_tol: float = 1e-7,
+                 mf_damping: float = 0.0, l2: float = 2e-4, max_norm: float | None = None,
+                 sparsity_target: Any = None, sparsity_cost: Any = 0.0, sparsity_damping: float = 0.9,
+                 pretrain: Any = True, pretrain_params: Any = None, particles_from_data: bool = True,
+                 W_init: float = 0.01, optimizer: Any = "sgd", metrics: Any = "auto", metrics_every: int = 1,
+                 checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
+                 random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
+                 verbose: int = 0) -> None:
+        self.n_hidden = n_hidden
+        self.visible = visible
+        self.hidden = hidden
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.n_gibbs_steps = n_gibbs_steps
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.n_particles = n_particles
+        self.max_mf_updates = max_mf_updates
+        self.mf_tol = mf_tol
+        self.mf_damping = mf_damping
+        self.l2 = l2
+        self.max_norm = max_norm
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.sparsity_damping = sparsity_damping
+        self.pretrain = pretrain
+        self.pretrain_params = pretrain_params
+        self.particles_from_data = particles_from_data
+        self.W_init = W_init
+        self.optimizer = optimizer
+        self.metrics = metrics
+        self.metrics_every = metrics_every
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.dtype = dtype
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    @property
+    def _sizes(self) -> list[int]:
+        n = self.n_hidden
+        return [int(n)] if isinstance(n, numbers.Integral) else [int(x) for x in n]
+
+    def _check_params(self) -> None:
+        n = self.n_hidden
+        sizes = [n] if isinstance(n, numbers.Integral) and not isinstance(n, bool) else list(n) if isinstance(
+            n, (list, tuple)) else None
+        if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
+            raise ValueError(f"n_hidden must be a positive integer or a sequence of them, got {n!r}")
+        for name, lo in (("epochs", 0), ("batch_size", 1), ("n_particles", 1), ("max_mf_updates", 1),
+                         ("metrics_every", 1), ("checkpoint_every", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        _schedule_ok(self.learning_rate, "learning_rate", positive=True)
+        _schedule_ok(self.momentum, "momentum", positive=False)
+        if any(m >= 1 for m in np.atleast_1d(self.momentum)):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        _schedule_ok(self.n_gibbs_steps, "n_gibbs_steps", positive=True, integer=True)
+        _schedule_ok(self.l2, "l2", positive=False)
+        if not (isinstance(self.mf_damping, numbers.Real) and 0 <= self.mf_damping < 1):
+            raise ValueError(f"mf_damping must be in [0, 1), got {self.mf_damping!r}")
+        if not (isinstance(self.mf_tol, numbers.Real) and self.mf_tol >= 0):
+            raise ValueError(f"mf_tol must be >= 0, got {self.mf_tol!r}")
+        if self.max_norm is not None and not (isinstance(self.max_norm, numbers.Real) and self.max_norm > 0):
+            raise ValueError(f"max_norm must be None or positive, got {self.max_norm!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.optimizer not in ("sgd", "adam") and not callable(self.optimizer):
+            raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {self.optimizer!r}")
+        L = len(sizes)
+        for t in _per_layer(self.sparsity_target, L, "sparsity_target"):
+            if t is not None and not (isinstance(t, numbers.Real) and 0 < t < 1):
+                raise ValueError(f"sparsity_target must be None or in (0, 1), got {self.sparsity_target!r}")
+        _per_layer(self.sparsity_cost, L, "sparsity_cost")
+        if not (self.pretrain in (True, False) or isinstance(self.pretrain, (list, tuple))):
+            raise ValueError("pretrain must be True, False or a list of fitted RBMs")
+        metrics = () if self.metrics is None else (self.metrics,) if isinstance(self.metrics, str) else self.metrics
+        unknown = set(metrics) - {"auto", "reconstruction_error", "log_likelihood"}
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: reconstruction_error, log_likelihood")
+        torch.device(self.device)
+
+    def _hidden_specs(self) -> list:
+        h = self.hidden
+        return list(h) if isinstance(h, (list, tuple)) else [h] * len(self._sizes)
+
+    def _config(self) -> DBMTrainingConfig:
+        L = len(self._sizes)
+        targets = _per_layer(self.sparsity_target, L, "sparsity_target")
+        return DBMTrainingConfig(
+            learning_rate=self.learning_rate, momentum=self.momentum, n_gibbs_steps=self.n_gibbs_steps,
+            batch_size=self.batch_size, n_particles=self.n_particles, max_mf_updates=self.max_mf_updates,
+            mf_tol=float(self.mf_tol), mf_damping=float(self.mf_damping), l2=float(self.l2), max_norm=self.max_norm,
+            sparsity_target=None if all(t is None for t in targets) else targets,
+            sparsity_cost=[float(c) for c in _per_layer(self.sparsity_cost, L, "sparsity_cost")],
+            sparsity_damping=float(self.sparsity_damping), particles_from_data=self.particles_from_data,
+            optimizer=self.optimizer)
+
+    # ------------------------------------------------------------------ construction
+    def _layers(self, n_visible: int) -> list:
+        specs = self._hidden_specs()
+        if len(specs) != len(self._sizes):
+            raise ValueError(f"hidden has {len(specs)} unit types for {len(self._sizes)} hidden layers")
+        return [make_units(self.visible, n_visible)] + [make_units(s, n) for s, n in zip(specs, self._sizes)]
+
+    def _build(self, X: Tensor) -> None:
+        model = DBMModel(self._layers(X.shape[1])).to(dtype=self._torch_dtype, device=self.device)
+        g = self._generator()
+        if self.pretrain is True:
+            self._compose(model, self._pretrain(X))
+        elif isinstance(self.pretrain, (list, tuple)):
+            self._compose(model, list(self.pretrain))
+        else:
+            with torch.no_grad():
+                for W in model.W:
+                    W.copy_(torch.randn(W.shape, generator=g, dtype=W.dtype, device=W.device) * self.W_init)
+                model.layers[0].bias.copy_(model.layers[0].init_bias(X.mean(0)))
+        self.model_ = model
+        self.n_features_in_ = X.shape[1]
+        self.history_ = {"epoch": []}
+
+    def _pretrain(self, X: Tensor) -> list[RBM]:
+        """Greedy layer-wise RBMs with the DBM modification: the first RBM sees its input twice
+        (doubled bottom-up input), the last one its hidden layer twice (doubled top-down input),
+        the middle ones both (their weights are halved when composed)."""
+        L = len(self._sizes)
+        params = self.pretrain_params or {}
+        params = _per_layer(params, L, "pretrain_params") if isinstance(params, (list, tuple)) else [params] * L
+        layers = self._layers(X.shape[1])
+        rbms, data = [], X
+        seed = int(self._generator().initial_seed() % (2 ** 31))
+        for l in range(L):
+            kw = dict(n_hidden=self._sizes[l], visible=units_config(layers[l]), hidden=units_config(layers[l + 1]),
+                      epochs=10, learning_rate=0.05, momentum=0.9, batch_size=self.batch_size, metrics=None,
+                      random_state=seed + l, dtype=self.dtype, device=self.device,
+                      verbose=max(0, self.verbose - 1))
+            if l > 0:
+                kw["vb_init"] = 0.0
+            kw.update(params[l])
+            epochs = kw.pop("epochs")
+            rbm = RBM(**kw, epochs=0).fit(data)
+            if L > 1:
+                rbm.model_.up_factor = 1.0 if l == L - 1 else 2.0
+                rbm.model_.down_factor = 1.0 if l == 0 else 2.0
+            rbm.set_params(epochs=epochs, warm_start=True).fit(data)
+            if self.verbose:
+                print(f"pretrained layer {l + 1}/{L}: {rbm.n_features_in_} x {rbm.n_hidden}", flush=True)
+            with torch.no_grad():
+                data = rbm.model_.hidden_mean(data)
+            rbms.append(rbm)
+        return rbms
+
+    @staticmethod
+    def _compose(model: DBMModel, rbms: list) -> None:
+        """Copy pretrained RBMs into the DBM: W_l from RBM l (halved for middle RBMs of a DBM with
+        three or more hidden layers), each hidden bias the mean of the two RBMs that share the layer."""
+        L = model.n_layers - 1
+        if len(rbms) != L:
+            raise ValueError(f"{len(rbms)} pretrained RBMs for {L} hidden layers")
+        with torch.no_grad():
+            for l, r in enumerate(rbms):
+                check_is_fitted(r, "model_")
+                src = r.model_
+                if tuple(src.W.shape) != tuple(model.W[l].shape):
+                    raise ValueError(f"RBM {l} has weights {tuple(src.W.shape)}, layer needs "
+                                     f"{tuple(model.W[l].shape)}")
+                scale = 0.5 if 0 < l < L - 1 else 1.0
+                model.W[l].copy_(src.W * scale)
+            model.layers[0].bias.copy_(rbms[0].model_.visible.bias)
+            for l in range(1, L + 1):
+                below = rbms[l - 1].model_.hidden.bias
+                model.layers[l].bias.copy_(below if l == L else (below + rbms[l].model_.visible.bias) / 2)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, *, X_val=None) -> "DBM":
+        """Pretrain (unless warm-starting or ``pretrain=False``) and train jointly for ``epochs``."""
+        self._check_params()
+        warm = self.warm_start and hasattr(self, "model_")
+        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            self._resume_from(self.checkpoint_path)
+            warm = True
+        if not warm:
+            for attr in ("_rng", "trainer_", "_trainer_state"):
+                self.__dict__.pop(attr, None)
+            self._build(self._to_tensor(X))
+        X = self._to_tensor(X, "X", self.model_.layers[0])
+        Xv = None if X_val is None else self._to_tensor(X_val, "X_val", self.model_.layers[0])
+        trainer = self._trainer()
+        self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
+        return self
+
+    def _trainer(self) -> DBMTrainer:
+        if getattr(self, "trainer_", None) is None:
+            self.trainer_ = DBMTrainer(self.model_, self._config(), self._generator())
+            pending = self.__dict__.pop("_trainer_state", None)
+            if pending is not None:
+                self.trainer_.load_state_dict(pending)
+        else:
+            self.trainer_.config = self._config()
+        return self.trainer_
+
+    def _metric_names(self, X_val) -> tuple[str, ...]:
+        m = self.metrics
+        if m is None:
+            return ()
+        if m == "auto":
+            names = ["reconstruction_error"]
+            if hasattr(self, "model_") and self._exact_feasible():
+                names.append("log_likelihood")
+            return tuple(names)
+        return (m,) if isinstance(m, str) else tuple(m)
+
+    def _exact_feasible(self) -> bool:
+        from .estimate import dbm_enumeration_cost
+        return dbm_enumeration_cost(self.model_)[1] <= 2 ** 16
+
+    @torch.no_grad()
+    def _record(self, epoch: int, names, X: Tensor, X_val: Tensor | None) -> None:
+        from . import estimate
+        values: dict[str, float] = {"mf_updates": self.trainer_.mf_updates[-1]} if self.trainer_.mf_updates else {}
+        log_z = None
+        for split, data in (("train", X), ("val", X_val)):
+            if data is None:
+                continue
+            data = data[:METRIC_ROWS]
+            for name in names:
+                if name == "reconstruction_error":
+                    values[f"{split}_reconstruction_error"] = float(((data - self._reconstruct(data)) ** 2).mean())
+                elif name == "log_likelihood":
+                    if log_z is None:
+                        log_z = estimate.exact_log_partition(self.model_)
+                    values[f"{split}_log_likelihood"] = float(
+                        estimate.exact_log_likelihood(self.model_, data, log_z).mean())
+        self._append_history(epoch, values)
+        self._print_values(epoch, values)
+
+    # ------------------------------------------------------------------ inference
+    def _mean_field(self, v: Tensor) -> list[Tensor]:
+        return self.model_.mean_field(v, max_updates=self.max_mf_updates, tol=self.mf_tol,
+                                      damping=self.mf_damping)[0]
+
+    def _reconstruct(self, v: Tensor) -> Tensor:
+        x = self._mean_field(v)
+        m = self.model_
+        return m.layers[0].mean(m.layer_input([None, x[1]] + [None] * (m.n_layers - 2), 0))
+
+    @torch.no_grad()
+    def transform(self, X):
+        """Mean-field posterior means of the top hidden layer."""
+        m = self._fitted()
+        return self._out(self._mean_field(self._to_tensor(X, "X", m.layers[0]))[-1], X)
+
+    @torch.no_grad()
+    def mean_field(self, X) -> list:
+        """Mean-field posterior means of every hidden layer, bottom to top."""
+        m = self._fitted()
+        return [self._out(x, X) for x in self._mean_field(self._to_tensor(X, "X", m.layers[0]))[1:]]
+
+    @torch.no_grad()
+    def reconstruct(self, X):
+        """E[v | mu_1]: the visible means given the mean-field posterior of the first hidden layer."""
+        m = self._fitted()
+        return self._out(self._reconstruct(self._to_tensor(X, "X", m.layers[0])), X)
+
+    @torch.no_grad()
+    def sample(self, n_samples: int = 1, n_steps: int = 1000, *, mean: bool = False):
+        """Visible samples after ``n_steps`` block-Gibbs sweeps of the whole DBM from random states."""
+        m = self._fitted()
+        g = self._generator()
+        x = [u.sample(m.W[0].new_zeros(n_samples, u.n), 1.0, g) for u in m.layers]
+        x, means = m.gibbs(x, n_steps, generator=g)
+        return (means[0] if mean else x[0]).cpu().numpy()
+
+    # ------------------------------------------------------------------ model files
+    def _model_config(self) -> dict[str, Any]:
+        return {"units": [units_config(u) for u in self.model_.layers]}
+
+    @classmethod
+    def _expected_shapes(cls, config: dict) -> dict[str, Any]:
+        nv = config.get("n_features_in")
+        nh = config.get("params", {}).get("n_hidden")
+        sizes = [nh] if isinstance(nh, int) else nh
+        if not isinstance(nv, int) or isinstance(nv, bool) or nv < 1 or not isinstance(sizes, list) or not sizes \
+                or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+            raise ValueError(f"model file declares invalid layer sizes: {nv!r}, {nh!r}")
+        full = [nv] + sizes
+        shapes: dict[str, Any] = {"rng?": None, "trainer.*": None, "params.*": None}
+        for l, n in enumerate(full):
+            shapes[f"model.layers.{l}.bias"] = (n,)
+            shapes[f"model.layers.{l}.log_sigma?"] = (n,)
+        for l in range(len(sizes)):
+            shapes[f"model.W.{l}"] = (full[l], full[l + 1])
+        return shapes
+
+    def _make_model(self, config: dict, state: dict[str, Tensor]) -> DBMModel:
+        units = config["units"]
+        sizes = [config["n_features_in"]] + self._sizes
+        if not isinstance(units, list) or len(units) != len(sizes):
+            raise ValueError("model file's unit types do not match its layer sizes")
+        return DBMModel([make_units(u, n) for u, n in zip(units, sizes)])
+
+    def _check_chains(self, chains: dict[str, Tensor], model: DBMModel) -> None:
+        if chains:
+            for l, u in enumerate(model.layers):
+                x = chains.get(f"x{l}")
+                if x is None or x.ndim != 2 or x.shape[1] != u.n:
+                    raise ValueError(f"saved particles for layer {l} are missing or have the wrong shape")
+
+    # ------------------------------------------------------------------ other constructors
+    @classmethod
+    def from_arrays(cls, weights, biases, units: Any = "bernoulli", *, dtype: str = "float32",
+                    device: str = "cpu", **params) -> "DBM":
+        """A fitted DBM from weights [W_0 (n_0, n_1), W_1 (n_1, n_2), ...] and biases [b_0, b_1, ...];
+        ``units``: one unit type for all layers or a list (visible first)."""
+        Ws = [np.asarray(W, dtype=np.float64) for W in weights]
+        bs = [np.asarray(b, dtype=np.float64) for b in biases]
+        if not Ws or any(W.ndim != 2 for W in Ws) or len(bs) != len(Ws) + 1:
+            raise ValueError("need 2-D weights [W_0, ..., W_{L-1}] and L + 1 bias vectors")
+        sizes = [Ws[0].shape[0]] + [W.shape[1] for W in Ws]
+        for l, W in enumerate(Ws):
+            if W.shape[0] != sizes[l]:
+                raise ValueError(f"W_{l} has shape {W.shape}; its first dimension must be {sizes[l]}")
+        specs = list(units) if isinstance(units, (list, tuple)) else [units] * len(sizes)
+        est = cls(n_hidden=tuple(sizes[1:]), visible=specs[0], hidden=specs[1:], pretrain=False, dtype=dtype,
+                  device=device, **params)
+        est._check_params()
+        model = DBMModel([make_units(s, n) for s, n in zip(specs, sizes)]).to(dtype=_DTYPES[dtype], device=device)
+        with torch.no_grad():
+            for W, w in zip(model.W, Ws):
+                W.copy_(torch.as_tensor(w))
+            for u, b in zip(model.layers, bs):
+                if b.shape != (u.n,):
+                    raise ValueError(f"a bias has shape {b.shape}, the layer has {u.n} units")
+                u.bias.copy_(torch.as_tensor(b))
+        est.model_ = model
+        est.n_features_in_ = sizes[0]
+        est.history_ = {"epoch": []}
+        return est
+
+
+class DBN(BoltzmannEstimator):
+    """Deep belief network: a greedy stack of RBMs, each trained on the hidden means of the one below.
+
+    ``transform`` propagates hidden means upwards; ``sample`` runs Gibbs sampling in the top RBM and
+    passes its visible states down through the directed layers.  ``rbm_params``: hyperparameters for
+    every RBM (a dict) or one dict per layer.
+    """
+
+    def __init__(self, n_hidden: Any = (500, 500, 2000), *, visible: Any = "bernoulli", hidden: Any = "bernoulli",
+                 rbm_params: Any = None, random_state: int | None = None, dtype: str = "float32",
+                 device: str = "cpu", verbose: int = 0) -> None:
+        self.n_hidden = n_hidden
+        self.visible = visible
+        self.hidden = hidden
+        self.rbm_params = rbm_params
+        self.random_state = random_state
+        self.dtype = dtype
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, X, y=None) -> "DBN":
+        sizes = [self.n_hidden] if isinstance(self.n_hidden, numbers.Integral) else list(self.n_hidden)
+        if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
+            raise ValueError(f"n_hidden must be a positive integer or a sequence of them, got {self.n_hidden!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        L = len(sizes)
+        params = self.rbm_params or {}
+        params = list(params) if isinstance(params, (list, tuple)) else [params] * L
+        if len(params) != L:
+            raise ValueError(f"rbm_params has {len(params)} entries for {L} layers")
+        hidden = list(self.hidden) if isinstance(self.hidden, (list, tuple)) else [self.hidden] * L
+        data = self._to_tensor(X)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        self.rbms_ = []
+        for l in range(L):
+            kw = dict(n_hidden=sizes[l], visible=self.visible if l == 0 else hidden[l - 1], hidden=hidden[l],
+                      random_state=seed + l, dtype=self.dtype, device=self.device, verbose=self.verbose,
+                      metrics=None)
+            kw.update(params[l])
+            rbm = RBM(**kw).fit(data)
+            self.rbms_.append(rbm)
+            with torch.no_grad():
+                data = rbm.model_.hidden_mean(data)
+        self.model_ = self.rbms_[-1].model_
+        self.n_features_in_ = self.rbms_[0].n_features_in_
+        return self
+
+    def _fitted(self):
+        check_is_fitted(self, "rbms_")
+        return self.rbms_
+
+    @torch.no_grad()
+    def transform(self, X):
+        """Hidden means of the top layer, propagated upwards through the stack."""
+        rbms = self._fitted()
+        x = self._to_tensor(X, "X", rbms[0].model_.visible)
+        for r in rbms:
+            x = r.model_.hidden_mean(x)
+        return self._out(x, X)
+
+    @torch.no_grad()
+    def sample(self, n_samples: int = 1, n_steps: int = 1000):
+        """Samples: Gibbs in the top RBM (an undirected associative memory), then one top-down pass
+        of visible means through the directed layers below."""
+        rbms = self._fitted()
+        top = rbms[-1]
+        x = torch.as_tensor(top.sample(n_samples, n_steps), dtype=_DTYPES[self.dtype], device=self.device)
+        for r in reversed(rbms[:-1]):
+            x = r.model_.visible_mean(x) if r is rbms[0] else r.model_.sample_visible(x, generator=r._generator())
+        return x.cpu().numpy()
+
+
+io.register_estimator(DBM)

@@ -1,0 +1,180 @@
+"""The DBM against exact enumeration, and the DBM / DBN estimators."""
+
+import numpy as np
+import pytest
+import torch
+
+import harmonium as hm
+from harmonium import estimate
+from harmonium.dbm import DBMModel
+from harmonium.units import Bernoulli, Softmax
+
+from conftest import all_states, bars_and_stripes
+
+SIZES = (7, 5, 3)  # distinct primes: a transposed weight cannot pass
+
+
+def make_dbm(sizes=SIZES, seed=0, scale=1.0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    m = DBMModel([Bernoulli(n) for n in sizes]).to(dtype)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype) * scale)
+    return m
+
+
+def joint(m):
+    states = [all_states(u) for u in m.layers]
+    grids = torch.cartesian_prod(*[torch.arange(len(s)) for s in states])
+    x = [s[grids[:, l]] for l, s in enumerate(states)]
+    return x, m.energy(x)
+
+
+def test_log_z_and_marginals_match_brute_force():
+    m = make_dbm()
+    x, E = joint(m)
+    log_z = torch.logsumexp(-E, 0).item()
+    assert estimate.exact_log_partition(m) == pytest.approx(log_z, abs=1e-9)
+    V = all_states(m.layers[0])
+    # log p*(v) by brute force over h1, h2
+    n_h = len(x[0]) // len(V)
+    brute = torch.logsumexp((-E).view(len(V), n_h), 1)
+    assert torch.allclose(estimate.dbm_unnormalized_log_prob(m, V), brute, atol=1e-9)
+    ll = estimate.exact_log_likelihood(m, V)
+    assert torch.logsumexp(ll, 0).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_four_layer_dbm_log_z_either_parity():
+    m = make_dbm((5, 3, 4, 2), scale=0.7)
+    x, E = joint(m)
+    assert estimate.exact_log_partition(m) == pytest.approx(torch.logsumexp(-E, 0).item(), abs=1e-9)
+    for parity in (0, 1):
+        # summing out the other parity gives the same log Z whichever set is enumerated
+        layers = [m.layers[l] for l in range(parity, m.n_layers, 2)]
+        parts = []
+        for states in estimate._joint_states(layers):
+            xs = [None] * m.n_layers
+            for l, st in zip(range(parity, m.n_layers, 2), states):
+                xs[l] = st
+            parts.append(torch.logsumexp(-m.free_energy_even(xs, parity), 0))
+        assert torch.logsumexp(torch.stack(parts), 0).item() == pytest.approx(torch.logsumexp(-E, 0).item(),
+                                                                              abs=1e-9)
+
+
+def test_mean_field_is_a_fixed_point_and_bounds_the_likelihood():
+    m = make_dbm(scale=0.5)
+    V = all_states(m.layers[0])[::9]
+    x, n = m.mean_field(V, max_updates=500, tol=1e-12)
+    assert n < 500
+    for l in (1, 2):
+        assert torch.allclose(x[l], m.layers[l].mean(m.layer_input(x, l)), atol=1e-10)
+    # ELBO = -E_q[E] + H(q) <= log p*(v) for the factorised q
+    q1, q2 = x[1], x[2]
+    ent = lambda q: -(q * torch.log(q) + (1 - q) * torch.log1p(-q)).sum(-1)
+    e = (m.layers[0].bias_energy(V) + m.layers[1].bias_energy(q1) + m.layers[2].bias_energy(q2)
+         - ((V @ m.W[0]) * q1).sum(-1) - ((q1 @ m.W[1]) * q2).sum(-1))
+    elbo = -e + ent(q1) + ent(q2)
+    assert (elbo <= estimate.dbm_unnormalized_log_prob(m, V) + 1e-9).all()
+
+
+def test_block_gibbs_samples_the_exact_distribution():
+    m = make_dbm(scale=0.6)
+    g = torch.Generator().manual_seed(1)
+    n = 4000
+    x = [torch.zeros(n, s, dtype=torch.float64) for s in SIZES]
+    acc = torch.zeros(SIZES[0], dtype=torch.float64)
+    for it in range(80):
+        x, _ = m.gibbs(x, 1, generator=g)
+        if it >= 40:
+            acc += x[0].mean(0)
+    emp = acc / 40
+    V = all_states(m.layers[0])
+    p = torch.softmax(estimate.dbm_unnormalized_log_prob(m, V), 0)
+    exact = p @ V
+    se = torch.sqrt(exact * (1 - exact) / n)
+    assert (torch.abs(emp - exact) < 5 * se + 1e-3).all(), (emp, exact)
+
+
+def test_gradient_model_term_is_the_log_z_gradient():
+    """write_gradient with exact weighted joint states as the negative phase: the model term equals
+    d log Z / d theta (checked by autograd on the enumerated log Z)."""
+    m = make_dbm(scale=0.5)
+    x, E = joint(m)
+    with torch.enable_grad():
+        log_z = torch.logsumexp(-m.energy(x), 0)
+        dlogz = torch.autograd.grad(log_z, list(m.parameters()))
+    with torch.no_grad():
+        w = torch.softmax(-E, 0)
+        pos = [xl[:1] for xl in x]
+        m.write_gradient(pos, x, w_neg=w)
+        # the positive term of a single configuration is -dE/dtheta there
+    with torch.enable_grad():
+        e0 = m.energy([xl[:1] for xl in x]).sum()
+        de0 = torch.autograd.grad(e0, list(m.parameters()))
+    for (name, p), a, b in zip(m.named_parameters(), dlogz, de0):
+        assert torch.allclose(p.grad, b + a, atol=1e-10), name  # <dE>_pos - <dE>_model, <dE>_model = -dlogZ
+
+
+BARS = np.tile(bars_and_stripes(3), (10, 1))
+
+
+def test_dbm_training_raises_the_exact_likelihood():
+    est = hm.DBM(n_hidden=(8, 4), epochs=60, batch_size=14, learning_rate=0.02, momentum=0.5,
+                 n_particles=50, n_gibbs_steps=3, pretrain_params={"epochs": 50, "learning_rate": 0.05},
+                 random_state=0, dtype="float64", metrics_every=20).fit(BARS)
+    ll = est.history_["train_log_likelihood"]
+    assert ll[-1] > -5.0, ll  # untrained ~ -6.2; uniform over the 14 patterns is -2.64
+    assert all(n >= 1 for n in est.history_["mf_updates"])
+    assert est.transform(BARS).shape == (len(BARS), 4)
+    assert [a.shape for a in est.mean_field(BARS)] == [(len(BARS), 8), (len(BARS), 4)]
+    s = est.sample(5, 20)
+    assert s.shape == (5, 9) and set(np.unique(s)) <= {0.0, 1.0}
+
+
+def test_dbm_save_load_resume_bit_identical(tmp_path):
+    kw = dict(n_hidden=(5, 3), batch_size=7, n_particles=11, pretrain_params={"epochs": 2}, random_state=2,
+              metrics=None)
+    straight = hm.DBM(epochs=4, **kw).fit(BARS)
+    first = hm.DBM(epochs=2, **kw).fit(BARS)
+    first.save(tmp_path / "d.safetensors")
+    back = hm.load(tmp_path / "d.safetensors")
+    assert isinstance(back, hm.DBM)
+    assert np.array_equal(back.transform(BARS), first.transform(BARS))
+    back.set_params(epochs=4, warm_start=True).fit(BARS)
+    for a, b in zip(straight.model_.state_dict().values(), back.model_.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_dbm_from_arrays_and_from_rbms():
+    m = make_dbm(dtype=torch.float32)
+    est = hm.DBM.from_arrays([W.detach().numpy() for W in m.W], [u.bias.detach().numpy() for u in m.layers])
+    V = all_states(m.layers[0]).float()
+    assert np.allclose(est.transform(V), m.mean_field(V, max_updates=50, tol=1e-7)[0][-1].detach().numpy(), atol=1e-5)
+    r1 = hm.RBM(5, epochs=1, random_state=0).fit(BARS)
+    r2 = hm.RBM(3, epochs=1, random_state=0, vb_init=0.0).fit(r1.transform(BARS))
+    d = hm.DBM(n_hidden=(5, 3), pretrain=[r1, r2], epochs=0).fit(BARS)
+    assert np.allclose(d.model_.W[0].detach().numpy(), r1.components_.T)
+    with pytest.raises(ValueError, match="weights"):
+        hm.DBM(n_hidden=(4, 3), pretrain=[r1, r2], epochs=0).fit(BARS)
+
+
+def test_dbm_softmax_top_layer_and_bad_parameters():
+    est = hm.DBM(n_hidden=(6, 3), hidden=["bernoulli", "softmax"], epochs=2, pretrain_params={"epochs": 2},
+                 random_state=0).fit(BARS)
+    top = est.transform(BARS)
+    assert np.allclose(top.sum(1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="n_hidden"):
+        hm.DBM(n_hidden=(5, 0)).fit(BARS)
+    with pytest.raises(ValueError, match="mf_damping"):
+        hm.DBM(mf_damping=1.0).fit(BARS)
+    with pytest.raises(ValueError, match="outside the support"):
+        hm.DBM(n_hidden=3).fit(BARS * 3)
+
+
+def test_dbn_stack_transform_and_sample():
+    dbn = hm.DBN(n_hidden=(6, 4), rbm_params={"epochs": 5}, random_state=0).fit(BARS)
+    assert len(dbn.rbms_) == 2 and dbn.transform(BARS).shape == (len(BARS), 4)
+    up = dbn.rbms_[1].transform(dbn.rbms_[0].transform(BARS))
+    assert np.allclose(dbn.transform(BARS), up)
+    s = dbn.sample(7, 10)
+    assert s.shape == (7, 9) and ((s >= 0) & (s <= 1)).all()
