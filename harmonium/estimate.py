@@ -10,6 +10,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,6 +19,8 @@ from .rbm import RBMModel
 
 __all__ = [
     "ais",
+    "reverse_ais",
+    "elbo",
     "AISResult",
     "default_betas",
     "exact_log_partition",
@@ -277,33 +280,114 @@ def _log_z_summary(log_w: Tensor, log_z0: float) -> tuple[float, tuple[float, fl
     return log_z, (lo, hi), ess
 
 
-@torch.no_grad()
-def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rate: Tensor | None = None,
-        random_state: int | None = None, sample_h: bool = True, verbose: bool = False) -> AISResult:
-    """Annealed importance sampling estimate of log Z for an RBM of any unit types.
-
-    Intermediate distributions (Salakhutdinov & Murray 2008), with the hidden units summed out:
+class _RBMPath:
+    """The annealing path of an RBM over its visible states, the hidden units summed out:
 
         log p*_beta(v) = -(1 - beta) E_A(v) - beta bias_energy(v) - beta lambda.a(v)
                          + hidden.log_partition(beta a(v), beta)
 
-    where E_A is the bias energy of the base model: the same visible unit type with biases
-    fitted to ``base_rate`` data (the unit type's ``init_bias`` of the data means) or zero
-    biases (uniform for discrete units), and no coupling.  Each transition is a Gibbs sweep
-    v -> h -> v at beta (the visible biases interpolated between the base and the model).
-    The ``n_runs`` runs advance together as one batch; log-weights are accumulated in float64.
-    ``betas``: a tensor of increasing values from 0 to 1, a number of betas for the standard
-    three-segment schedule, or None for the standard 14,500.
-    """
-    m = as_model(model)
-    p = m.W
-    dtype, device = p.dtype, p.device
-    if betas is None or isinstance(betas, int):
-        betas = default_betas(betas)
-    betas = torch.as_tensor(betas, dtype=torch.float64)
-    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas.diff() < 0).any():
-        raise ValueError("betas must increase from 0 to 1")
-    vis, hid = m.visible, m.hidden
+    E_A is the bias energy of the base model (the same visible units with base-rate or zero
+    biases, no coupling).  A transition is a Gibbs sweep v -> h -> v at beta, with the visible
+    biases interpolated between the base model's and the model's."""
+
+    def __init__(self, m: RBMModel, base, sample_h: bool) -> None:
+        self.m, self.base, self.sample_h = m, base, sample_h
+        self.delta = m.visible.bias_as_input(base.bias - m.visible.bias)
+
+    def log_z0(self, like: Tensor) -> float:
+        zeros_h = like.new_zeros(1, self.m.n_hidden)
+        return float(self.base.log_partition(like.new_zeros(1, self.m.n_visible))[0]) + float(
+            self.m.hidden.log_partition(zeros_h, 0.0)[0])
+
+    def initial(self, n: int, like: Tensor, g) -> dict:
+        return self._state(self.base.sample(like.new_zeros(n, self.m.n_visible), 1.0, g))
+
+    def _state(self, v: Tensor) -> dict:
+        return {"v": v, "eb": self.base.bias_energy(v), "em": self.m.visible.bias_energy(v),
+                "a": self.m.hidden_input(v)}
+
+    def from_samples(self, samples: list[Tensor]) -> dict:
+        return self._state(samples[0])
+
+    def log_p(self, s: dict, beta: float) -> Tensor:
+        m = self.m
+        lp = -(1 - beta) * s["eb"] - beta * s["em"] + m.hidden.log_partition(beta * s["a"], beta)
+        if m.hidden_offset is not None:
+            lp = lp - beta * (s["a"] @ m.hidden_offset)
+        return lp
+
+    def transition(self, s: dict, beta: float, g) -> dict:
+        m = self.m
+        ab = s["a"] * beta
+        h = m.hidden.sample(ab, beta, g) if self.sample_h else m.hidden.mean(ab, beta)
+        c = m.visible_input(h, beta) + (1 - beta) * self.delta
+        return self._state(m.visible.sample(c, 1.0, g))
+
+
+class _DBMPath:
+    """The annealing path of a DBM over the states of its even layers (the visible one included),
+    the odd layers summed out in closed form (Salakhutdinov & Hinton 2009 for two layers):
+
+        log p*_beta(x_even) = -(1 - beta) E_A(v) - beta bias_energy_0(v)
+                              - sum_{even l > 0} bias_energy_l(x_l, beta)
+                              + sum_{odd l} log_partition_l(beta a_l(x_even), beta)
+
+    A transition samples the odd layers given the even ones, then the even ones given the odd."""
+
+    def __init__(self, m: DBMModel, base, sample_h: bool) -> None:
+        self.m, self.base, self.sample_h = m, base, sample_h
+        self.delta = m.layers[0].bias_as_input(base.bias - m.layers[0].bias)
+
+    def log_z0(self, like: Tensor) -> float:
+        z = float(self.base.log_partition(like.new_zeros(1, self.m.layers[0].n))[0])
+        for u in self.m.layers[1:]:
+            z += float(u.log_partition(like.new_zeros(1, u.n), 0.0)[0])
+        return z
+
+    def initial(self, n: int, like: Tensor, g) -> dict:
+        m = self.m
+        x: list = [self.base.sample(like.new_zeros(n, m.layers[0].n), 1.0, g)]
+        for l in range(1, m.n_layers):
+            x.append(m.layers[l].sample(like.new_zeros(n, m.layers[l].n), 0.0, g) if l % 2 == 0 else None)
+        return self._state(x)
+
+    def from_samples(self, samples: list[Tensor]) -> dict:
+        return self._state([x if l % 2 == 0 else None for l, x in enumerate(samples)])
+
+    def _state(self, x: list) -> dict:
+        m = self.m
+        inputs = {l: m.layer_input(x, l) for l in range(1, m.n_layers, 2)}
+        return {"x": x, "eb": self.base.bias_energy(x[0]), "em": m.layers[0].bias_energy(x[0]), "a": inputs}
+
+    def log_p(self, s: dict, beta: float) -> Tensor:
+        m = self.m
+        lp = -(1 - beta) * s["eb"] - beta * s["em"]
+        for l in range(2, m.n_layers, 2):
+            lp = lp - m.layers[l].bias_energy(s["x"][l], beta)
+        for l, a in s["a"].items():
+            lp = lp + m.layers[l].log_partition(beta * a, beta)
+        return lp
+
+    def transition(self, s: dict, beta: float, g) -> dict:
+        m = self.m
+        x = list(s["x"])
+        for l, a in s["a"].items():
+            u = m.layers[l]
+            x[l] = u.sample(beta * a, beta, g) if self.sample_h else u.mean(beta * a, beta)
+        for l in range(0, m.n_layers, 2):
+            a = m.layer_input(x, l) * beta
+            if l == 0:
+                x[0] = m.layers[0].sample(a + (1 - beta) * self.delta, 1.0, g)
+            else:
+                x[l] = m.layers[l].sample(a, beta, g)
+        for l in range(1, m.n_layers, 2):
+            x[l] = None
+        return self._state(x)
+
+
+def _path(model, base_rate, sample_h: bool):
+    m = as_model(model, (RBMModel, DBMModel))
+    vis = m.visible if isinstance(m, RBMModel) else m.layers[0]
     base = copy.deepcopy(vis)
     with torch.no_grad():
         if base_rate is None:
@@ -312,54 +396,148 @@ def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rat
             x = _like(base_rate, m)
             vis.validate(x, "base_rate")
             base.bias.copy_(vis.init_bias(x.mean(0)))
-    delta = vis.bias_as_input(base.bias - vis.bias)  # input that moves the model's visible bias to the base's
+    return m, (_RBMPath if isinstance(m, RBMModel) else _DBMPath)(m, base, sample_h)
+
+
+def _betas(betas) -> Tensor:
+    if betas is None or isinstance(betas, int):
+        betas = default_betas(betas)
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas.diff() < 0).any():
+        raise ValueError("betas must increase from 0 to 1")
+    return betas
+
+
+def _generator(device, random_state) -> torch.Generator:
     g = torch.Generator(device=device)
-    g.manual_seed(int(random_state) if random_state is not None else int(torch.randint(2 ** 62, (1,)).item()))
-    zeros_v = torch.zeros(n_runs, m.n_visible, dtype=dtype, device=device)
-    zeros_h = torch.zeros(1, m.n_hidden, dtype=dtype, device=device)
-    log_z0 = float(base.log_partition(zeros_v[:1])[0]) + float(hid.log_partition(zeros_h, 0.0)[0])
-    v = base.sample(zeros_v, 1.0, g)
-    e_base = base.bias_energy(v)
-    e_model = vis.bias_energy(v)
-    a = m.hidden_input(v)
-    log_w = torch.zeros(n_runs, dtype=torch.float64, device=device)
+    seed = random_state if random_state is not None else int(np.random.SeedSequence().entropy % 2 ** 62)
+    g.manual_seed(int(seed))
+    return g
 
-    def log_p(beta: float) -> Tensor:
-        lp = -(1 - beta) * e_base - beta * e_model + hid.log_partition(beta * a, beta)
-        if m.hidden_offset is not None:
-            lp = lp - beta * (a @ m.hidden_offset)
-        return lp
 
+def _anneal(path, state: dict, betas: list[float], g, verbose: bool, desc: str) -> Tensor:
+    """Sum over k of log p*_{b_k}(x_k) - log p*_{b_(k-1)}(x_k), with x_k the state after the
+    transition at b_(k-1) (AIS forward when betas increase, reverse AIS when they decrease)."""
+    log_w = None
     steps = range(1, len(betas))
     if verbose:
         from tqdm.auto import tqdm
-        steps = tqdm(steps, desc="AIS", unit="beta", mininterval=1.0)
-    bl = betas.tolist()
-    prev = log_p(bl[0])
+        steps = tqdm(steps, desc=desc, unit="beta", mininterval=1.0)
+    prev = path.log_p(state, betas[0])
     for i in steps:
-        beta = bl[i]
-        cur = log_p(beta)
-        log_w += (cur - prev).to(torch.float64)
-        if i == len(bl) - 1:
+        cur = path.log_p(state, betas[i])
+        d = (cur - prev).to(torch.float64)
+        log_w = d if log_w is None else log_w + d
+        if i == len(betas) - 1:
             break
-        # transition at beta: h ~ p_beta(h | v), v ~ p_beta(v | h)
-        ab = a * beta
-        h = hid.sample(ab, beta, g) if sample_h else hid.mean(ab, beta)
-        c = m.visible_input(h, beta) + (1 - beta) * delta
-        v = vis.sample(c, 1.0, g)
-        e_base = base.bias_energy(v)
-        e_model = vis.bias_energy(v)
-        a = m.hidden_input(v)
-        prev = log_p(beta)
+        state = path.transition(state, betas[i], g)
+        prev = path.log_p(state, betas[i])
+    return log_w
+
+
+@torch.no_grad()
+def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rate: Tensor | None = None,
+        random_state: int | None = None, sample_h: bool = True, verbose: bool = False) -> AISResult:
+    """Annealed importance sampling estimate of log Z for an RBM of any unit types or a DBM of any depth.
+
+    The annealing path runs from a base model (the visible unit type with biases fitted to
+    ``base_rate`` data - the unit type's ``init_bias`` of the data means - or zero biases, uniform
+    for discrete units; hidden layers uniform) at beta = 0 to the model at beta = 1; for an RBM
+    the hidden layer, for a DBM the odd layers, are summed out analytically (see ``_RBMPath``,
+    ``_DBMPath``).  The ``n_runs`` runs advance together as one batch; log-weights are
+    accumulated in float64.  ``betas``: a tensor of increasing values from 0 to 1, a number of
+    betas for the standard three-segment schedule, or None for the standard 14,500.
+    """
+    bl = _betas(betas).tolist()
+    m, path = _path(model, base_rate, sample_h)
+    like = next(m.parameters())
+    g = _generator(like.device, random_state)
+    log_w = _anneal(path, path.initial(n_runs, like, g), bl, g, verbose, "AIS")
+    log_z0 = path.log_z0(like)
     log_z, interval, ess = _log_z_summary(log_w, log_z0)
     return AISResult(log_z, interval, log_w.cpu(), ess, log_z0, len(bl))
 
 
 @torch.no_grad()
+def reverse_ais(model, samples, *, betas: Tensor | int | None = None, base_rate: Tensor | None = None,
+                random_state: int | None = None, sample_h: bool = True, verbose: bool = False) -> AISResult:
+    """Reverse AIS: the same path run from samples of the model (beta = 1) back to the base model.
+
+    With w = prod_k p*_{b_(k-1)}(x_k) / p*_{b_k}(x_k), E[w] = Z_0 / Z when the starting samples are
+    exact, so log Z_0 - log mean(w) is a stochastic *upper* bound on log Z, where forward AIS gives
+    a stochastic lower bound (the bidirectional sandwich of Grosse, Ghahramani & Adams 2015, the
+    idea behind RAISE, Burda, Grosse & Salakhutdinov 2015).  Log-likelihoods computed with it are
+    conservative.  ``samples``: visible rows (RBM; the hidden units are summed out) or, for a DBM,
+    a list of states of every layer (e.g. the persistent particles, or long Gibbs chains). With
+    approximate samples the bound is approximate: a gap between the two estimates that is large
+    compared with their intervals says that neither can be trusted.
+    """
+    bl = _betas(betas).flip(0).tolist()
+    m, path = _path(model, base_rate, sample_h)
+    like = next(m.parameters())
+    if isinstance(m, RBMModel):
+        samples = [_like(samples[0] if isinstance(samples, (list, tuple)) else samples, m)]
+    else:
+        samples = [_like(x, m) for x in samples]
+        if len(samples) != m.n_layers:
+            raise ValueError(f"need states of all {m.n_layers} layers of the DBM, got {len(samples)}")
+    g = _generator(like.device, random_state)
+    log_w = _anneal(path, path.from_samples(samples), bl, g, verbose, "reverse AIS")
+    log_z0 = path.log_z0(like)
+    # log Z = log Z_0 - log mean w: report it through the same summary on -log w
+    mx = log_w.max()
+    w = torch.exp(log_w - mx)
+    mean = w.mean()
+    se = w.std(unbiased=True) / math.sqrt(w.numel()) if w.numel() > 1 else torch.zeros((), dtype=w.dtype)
+    log_z = log_z0 - float(torch.log(mean) + mx)
+    lo = log_z0 - float(torch.log(mean + 3 * se) + mx)
+    hi = log_z0 - float(torch.log(mean - 3 * se) + mx) if mean - 3 * se > 0 else math.inf
+    ess = float(w.sum() ** 2 / (w * w).sum())
+    return AISResult(log_z, (lo, hi), log_w.cpu(), ess, log_z0, len(bl))
+
+
+@torch.no_grad()
+def elbo(model, X: Tensor, log_z: float | AISResult | None = None, *, max_updates: int = 100,
+         tol: float = 1e-6) -> Tensor:
+    """The variational lower bound on log p(v) of a DBM, any depth, for each row (float64):
+
+        ELBO(v) = E_q[-E(v, h)] + H(q) - log Z
+
+    with q = prod_l q_l the mean-field posterior.  After a final undamped sweep each factor is
+    q_l(x) = exp(-bias_energy_l(x) + T_l(x).a_l) / Z_l(a_l), so its share of E_q[-bias energy] + H
+    is log Z_l(a_l) - a_l . E_q[T_l] in closed form, for any unit type; the couplings contribute
+    E_q[T_l] W_l E_q[T_(l+1)].  ``log_z``: given, else exact for small models, else AIS.
+    """
+    mm = as_model(model, (DBMModel,))
+    m = copy.deepcopy(mm).to(torch.float64)
+    v = _like(X, m)
+    m.layers[0].validate(v, "X")
+    if log_z is None:
+        try:
+            log_z = exact_log_partition(m)
+        except ValueError:
+            log_z = ais(m).log_z
+    x, _ = m.mean_field(v, max_updates=max_updates, tol=tol)
+    inputs = {}
+    for parity in (1, 0):
+        for l in range(parity or 2, m.n_layers, 2):
+            inputs[l] = m.layer_input(x, l)
+            x[l] = m.layers[l].mean(inputs[l])
+    total = -m.layers[0].bias_energy(v)
+    for l, a in inputs.items():
+        u = m.layers[l]
+        total = total + u.log_partition(a) - (a * u.statistic(x[l])).sum(-1)
+    for l, W in enumerate(m.W):
+        total = total + ((m.layers[l].statistic(x[l]) @ W) * m.layers[l + 1].statistic(x[l + 1])).sum(-1)
+    return total - float(log_z)
+
+
+@torch.no_grad()
 def log_likelihood(model, X: Tensor, log_z: float | AISResult | None = None, **ais_options) -> Tensor:
-    """log p(v) = -F(v) - log Z for each row (float64).  log Z: the given value, else exact when the
-    model can be enumerated, else an AIS estimate (``ais_options`` are passed to ``ais``)."""
-    m = as_model(model)
+    """log p(v) = -F(v) - log Z for each row of an RBM's data (float64).  log Z: the given value,
+    else exact when the model can be enumerated, else an AIS estimate (``ais_options`` go to ``ais``).
+    For a DBM, log p(v) is exact for small models; use ``elbo`` for large ones."""
+    m = as_model(model, (RBMModel, DBMModel))
     if log_z is None:
         try:
             log_z = exact_log_partition(m)

@@ -178,3 +178,55 @@ def test_dbn_stack_transform_and_sample():
     assert np.allclose(dbn.transform(BARS), up)
     s = dbn.sample(7, 10)
     assert s.shape == (7, 9) and ((s >= 0) & (s <= 1)).all()
+
+
+# -- evaluation of DBMs: AIS, reverse AIS, ELBO --------------------------------------------------
+@pytest.mark.parametrize("sizes", [(7, 5, 3), (5, 3, 4, 2), (7, 5)])
+def test_dbm_ais_matches_exact_log_z(sizes):
+    m = make_dbm(sizes, scale=0.8).float()
+    exact = estimate.exact_log_partition(m)
+    r = estimate.ais(m, n_runs=100, betas=2000, random_state=0)
+    assert abs(r.log_z - exact) <= 0.1, (r.log_z, exact)
+    assert r.log_z_interval[0] <= r.log_z <= r.log_z_interval[1]
+
+
+def _exact_joint_samples(m, n, seed):
+    x, E = joint(m)
+    idx = torch.multinomial(torch.softmax(-E, 0), n, replacement=True, generator=torch.Generator().manual_seed(seed))
+    return [xl[idx] for xl in x]
+
+
+def test_reverse_ais_from_exact_samples_brackets_log_z():
+    m = make_dbm(scale=0.8)
+    exact = estimate.exact_log_partition(m)
+    samples = _exact_joint_samples(m, 100, 0)
+    rev = estimate.reverse_ais(m, samples, betas=2000, random_state=1)
+    fwd = estimate.ais(m, n_runs=100, betas=2000, random_state=1)
+    assert abs(rev.log_z - exact) <= 0.1 and abs(fwd.log_z - exact) <= 0.1
+    # an RBM: visible samples drawn exactly from p(v)
+    from conftest import make_model
+    r = make_model(scale=0.8)
+    V = all_states(r.visible)
+    p = torch.softmax(-r.free_energy(V), 0)
+    v = V[torch.multinomial(p, 100, replacement=True, generator=torch.Generator().manual_seed(2))]
+    rr = estimate.reverse_ais(r, v, betas=2000, random_state=3)
+    assert abs(rr.log_z - estimate.exact_log_partition(r)) <= 0.1
+
+
+def test_elbo_is_a_lower_bound_and_matches_the_bernoulli_formula():
+    m = make_dbm(scale=0.5)
+    V = all_states(m.layers[0])
+    log_p = estimate.exact_log_likelihood(m, V)
+    bound = estimate.elbo(m, V)
+    assert (bound <= log_p + 1e-9).all()
+    assert (log_p - bound).mean() < 0.5  # weak couplings: mean field is nearly exact
+    # same value from the explicit entropy of Bernoulli factors
+    x, _ = m.mean_field(V, max_updates=100, tol=1e-6)
+    for parity in (1, 0):
+        for l in range(parity or 2, 3, 2):
+            x[l] = m.layers[l].mean(m.layer_input(x, l))
+    ent = lambda q: -(q * torch.log(q) + (1 - q) * torch.log1p(-q)).sum(-1)
+    e = (m.layers[0].bias_energy(V) + m.layers[1].bias_energy(x[1]) + m.layers[2].bias_energy(x[2])
+         - ((V @ m.W[0]) * x[1]).sum(-1) - ((x[1] @ m.W[1]) * x[2]).sum(-1))
+    explicit = -e + ent(x[1]) + ent(x[2]) - estimate.exact_log_partition(m)
+    assert torch.allclose(bound, explicit.detach(), atol=1e-9)
