@@ -318,12 +318,12 @@ def _check_device(device: str | None) -> None:
 
 def load_model(path: str, device: str | None = None):
     from . import io as hio
-    from .estimators import RBM
+    from .base import BoltzmannEstimator
 
     _check_device(device)
     model = hio.load(path, device=device)
-    if not isinstance(model, RBM):
-        raise UserError(f"{path} holds a {type(model).__name__}; this command needs an RBM")
+    if not isinstance(model, BoltzmannEstimator):
+        raise UserError(f"{path} holds a {type(model).__name__}; this command needs an RBM or a DBM")
     return model
 
 
@@ -386,16 +386,20 @@ def last_metrics(history: dict[str, list]) -> dict[str, dict[str, Any]]:
 def describe(model, path: str | None = None) -> dict[str, Any]:
     m = model.model_
     params = {k: _jsonable(v) for k, v in sorted(model.get_params(deep=False).items())}
-    return {
-        "path": path,
-        "class": type(model).__name__,
-        "visible": {"n": int(m.n_visible), "units": _jsonable(_units_dict(m.visible))},
-        "hidden": {"n": int(m.n_hidden), "units": _jsonable(_units_dict(m.hidden))},
+    layers = [m.visible, m.hidden] if hasattr(m, "visible") else list(m.layers)
+    info = {"path": path, "class": type(model).__name__}
+    if len(layers) == 2 and hasattr(m, "visible"):
+        info["visible"] = {"n": int(m.n_visible), "units": _jsonable(_units_dict(m.visible))}
+        info["hidden"] = {"n": int(m.n_hidden), "units": _jsonable(_units_dict(m.hidden))}
+    else:
+        info["layers"] = [{"n": int(u.n), "units": _jsonable(_units_dict(u))} for u in layers]
+    info.update({
         "n_parameters": int(sum(p.numel() for p in m.parameters())),
         "epochs_trained": epochs_trained(model),
         "hyperparameters": params,
         "last_metrics": last_metrics(model.history_),
-    }
+    })
+    return info
 
 
 def _units_dict(units: Any) -> dict[str, Any]:
@@ -489,7 +493,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         train = read_data(args.data, key=args.key)
         val = read_data(args.validation, key=args.key) if args.validation else None
-    units = model.model_.visible
+    units = _visible(model)
     X = check_rows(train, units, "visible")
     X_val = check_rows(val, units, "visible") if val is not None else None
     before = epochs_trained(model)
@@ -609,6 +613,17 @@ def _train_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _visible(model):
+    """The visible layer's unit type of an RBM or DBM estimator."""
+    m = model.model_
+    return m.visible if hasattr(m, "visible") else m.layers[0]
+
+
+def _require_rbm(model, command: str) -> None:
+    if not hasattr(model.model_, "visible"):
+        raise UserError(f"{command} works on RBM model files; this one holds a {type(model).__name__}")
+
+
 def _inference_model(args: argparse.Namespace):
     model = load_model(args.model, args.device)
     reseed(model, getattr(args, "seed", None))
@@ -617,7 +632,8 @@ def _inference_model(args: argparse.Namespace):
 
 def cmd_run_visible(args: argparse.Namespace) -> int:
     model = _inference_model(args)
-    X = check_rows(read_data(args.data, key=args.key), model.model_.visible, "visible")
+    _require_rbm(model, "run-visible")
+    X = check_rows(read_data(args.data, key=args.key), _visible(model), "visible")
     out = model.transform(X) if args.mean else model.run_visible(X)
     _write(format_rows(out, probabilities=args.mean))
     return 0
@@ -627,6 +643,7 @@ def cmd_run_hidden(args: argparse.Namespace) -> int:
     import torch
 
     model = _inference_model(args)
+    _require_rbm(model, "run-hidden")
     m = model.model_
     H = check_rows(read_data(args.data, key=args.key), m.hidden, "hidden")
     if args.mean:
@@ -643,6 +660,7 @@ def cmd_daydream(args: argparse.Namespace) -> int:
     if args.trace and args.n_dreams is not None and args.n_dreams != 1:
         raise UserError("--trace shows every step of one dream; drop N or use N=1")
     model = _inference_model(args)
+    _require_rbm(model, "daydream")
     out = model.daydream(args.steps, args.n_dreams or 1, trace=args.trace)
     if args.trace:
         _write(format_rows(out[:1], probabilities=True) + (format_rows(out[1:]) if len(out) > 1 else ""))
@@ -660,14 +678,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_transform(args: argparse.Namespace) -> int:
     model = _inference_model(args)
-    X = check_rows(read_data(args.data, key=args.key), model.model_.visible, "visible")
+    X = check_rows(read_data(args.data, key=args.key), _visible(model), "visible")
     _write(format_rows(model.transform(X), probabilities=True))
     return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = _inference_model(args)
-    X = check_rows(read_data(args.data, key=args.key), model.model_.visible, "visible")
+    X = check_rows(read_data(args.data, key=args.key), _visible(model), "visible")
     _write(format_rows(model.reconstruct(X), probabilities=True))
     return 0
 
@@ -681,8 +699,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines = [
         f"model: {args.model}",
         f"class: {info['class']}",
-        f"visible: {info['visible']['n']} {_units_name(model.model_.visible)} units",
-        f"hidden: {info['hidden']['n']} {_units_name(model.model_.hidden)} units",
+        *([f"visible: {info['visible']['n']} {_units_name(model.model_.visible)} units",
+           f"hidden: {info['hidden']['n']} {_units_name(model.model_.hidden)} units"] if "visible" in info else
+          ["layers: " + " - ".join(f"{u.n} {_units_name(u)}" for u in model.model_.layers)]),
         f"parameters: {info['n_parameters']}",
         f"epochs trained: {info['epochs_trained']}",
         "hyperparameters:",
@@ -691,6 +710,63 @@ def cmd_info(args: argparse.Namespace) -> int:
     metrics = _metrics_lines(model.history_)
     lines += (["last metrics:"] + metrics) if metrics else ["last metrics: none recorded"]
     _write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """log Z by AIS (with its 3-sigma interval) and reverse AIS, and the average log-likelihood (RBM)
+    or variational lower bound (DBM) of DATA."""
+    import torch
+
+    from . import estimate
+    from .deep import DBM
+
+    model = load_model(args.model, args.device)
+    X = check_rows(read_data(args.data, key=args.key), _visible(model), "visible")
+    seed = 0 if args.seed is None else args.seed
+    fwd = estimate.ais(model, n_runs=args.runs, betas=args.betas, base_rate=X, random_state=seed,
+                       verbose=not args.quiet and sys.stderr.isatty())
+    reseed(model, seed + 1)
+    if isinstance(model, DBM):
+        chains = getattr(getattr(model, "trainer_", None), "particles", None)
+        if chains is None:
+            g = model._generator()
+            m = model.model_
+            x = [u.sample(m.W[0].new_zeros(args.runs, u.n), 1.0, g) for u in m.layers]
+            chains, _ = m.gibbs(x, args.burn_in, generator=g)
+        samples = [c[: args.runs] for c in chains]
+    else:
+        samples = torch.as_tensor(model.sample(args.runs, n_steps=args.burn_in))
+    rev = estimate.reverse_ais(model, samples, betas=args.betas, base_rate=X, random_state=seed + 2)
+    out = {"n_rows": int(X.shape[0]), "ais_runs": args.runs, "betas": fwd.n_betas,
+           "log_z": fwd.log_z, "log_z_interval": list(fwd.log_z_interval), "ess": fwd.ess,
+           "reverse_log_z": rev.log_z, "reverse_log_z_interval": list(rev.log_z_interval)}
+    if isinstance(model, DBM):
+        out["elbo"] = float(estimate.elbo(model, X, fwd).mean())
+        out["elbo_reverse"] = float(estimate.elbo(model, X, rev).mean())
+        what = "average ELBO"
+        key, key_rev = "elbo", "elbo_reverse"
+    else:
+        out["log_likelihood"] = float(estimate.log_likelihood(model, X, fwd).mean())
+        out["log_likelihood_reverse"] = float(estimate.log_likelihood(model, X, rev).mean())
+        what = "average log-likelihood"
+        key, key_rev = "log_likelihood", "log_likelihood_reverse"
+    if args.json:
+        _write(json.dumps(out, indent=2) + "\n")
+        return 0
+    lo, hi = fwd.log_z_interval
+    rlo, rhi = rev.log_z_interval
+    gap = rev.log_z - fwd.log_z
+    _write("\n".join([
+        f"{args.model} on {X.shape[0]} rows",
+        f"AIS ({args.runs} runs, {fwd.n_betas} betas): log Z = {fwd.log_z:.4f}  (log(Z -+ 3 sigma): {lo:.4f}, {hi:.4f}),"
+        f" ESS {fwd.ess:.1f}",
+        f"reverse AIS from {args.runs} model samples: log Z = {rev.log_z:.4f}  ({rlo:.4f}, {rhi:.4f})",
+        f"{what}: {out[key]:.4f} nats (AIS), {out[key_rev]:.4f} nats (reverse AIS, conservative)",
+        f"gap between the two log Z estimates: {gap:.4f} nats"
+        + ("  (large: the estimates are not trustworthy; use more betas or runs)" if abs(gap) > max(1.0, hi - lo)
+           else ""),
+    ]) + "\n")
     return 0
 
 
@@ -839,6 +915,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("transform", cmd_transform, "hidden probabilities E[h | v] of visible rows", [model, data])
     add("reconstruct", cmd_reconstruct, "E[v | E[h | v]]: one deterministic up-down pass", [model, data])
 
+    p = add("evaluate", cmd_evaluate, "estimate log Z (AIS and reverse AIS) and the log-likelihood or ELBO of data",
+            [model])
+    p.add_argument("data", nargs="?", metavar="DATA", help="rows to evaluate: .npy, .npz, .csv or text; stdin when "
+                                                            "omitted")
+    p.add_argument("--key", default=None, help="array to read from a .npz file")
+    p.add_argument("--runs", type=_positive, default=100, help="AIS runs")
+    p.add_argument("--betas", type=_positive, default=None, help="intermediate distributions (default: 14,500)")
+    p.add_argument("--burn-in", type=_positive, default=1000, help="Gibbs sweeps before the reverse-AIS samples")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p = add("info", cmd_info, "describe a model file", [model])
     p.add_argument("--json", action="store_true", help="print JSON")
     parser._harmonium_commands = dict(sub.choices)  # type: ignore[attr-defined]
