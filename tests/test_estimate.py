@@ -154,3 +154,30 @@ def test_log_likelihood_uses_exact_or_ais():
     r = estimate.ais(m, n_runs=20, betas=500, random_state=0)
     ll_ais = estimate.log_likelihood(m, V, r)
     assert torch.allclose(ll_ais - ll, torch.full_like(ll, estimate.exact_log_partition(m) - r.log_z))
+
+
+@pytest.mark.parametrize("visible,hidden,nv,nh", [
+    ("bernoulli", "bernoulli", N_VISIBLE, N_HIDDEN),   # hidden layer enumerated
+    ("bernoulli", "bernoulli", N_HIDDEN, 11),          # the other orientation: visible layer enumerated
+    ("gaussian", "bernoulli", N_VISIBLE, N_HIDDEN),
+    ("softmax", "bernoulli", 9, N_HIDDEN)])
+def test_ais_default_schedule_is_within_a_tenth_of_a_nat_and_inside_its_interval(visible, hidden, nv, nh):
+    m = make_model(visible, hidden, nv, nh, scale=1.0, seed=4)
+    exact = estimate.exact_log_partition(m)
+    r = estimate.ais(m, n_runs=100, random_state=0)  # 14,500 betas
+    assert r.n_betas == 14500
+    assert abs(r.log_z - exact) <= 0.1
+    lo, hi = r.log_z_interval
+    assert lo <= exact <= hi
+
+
+def test_ais_error_shrinks_with_more_betas():
+    """Mean absolute error over seeds falls as the schedule gets finer (in expectation)."""
+    m = make_model("bernoulli", "bernoulli", 23, 13, scale=1.5, seed=1)
+    exact = estimate.exact_log_partition(m)
+    errors = []
+    for n in (30, 300, 3000):
+        errors.append(np.mean([abs(estimate.ais(m, n_runs=50, betas=n, random_state=s).log_z - exact)
+                               for s in range(4)]))
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < 0.1

@@ -1,0 +1,342 @@
+"""FineTunedClassifier: networks built from RBMs, DBNs and DBMs, trained on scikit-learn's digits.
+
+The digits are scaled to [0, 1] and binarised at 0.5, which loses information: on these splits a
+64-unit sigmoid MLP trained from scratch (scikit-learn's MLPClassifier included) reaches about
+0.92-0.94 and an RBF SVM about 0.95, so the accuracy thresholds below sit close to what the data
+allow; the split and hyperparameters were chosen so that they hold with a margin of about 0.02
+across fine-tuning seeds.
+"""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import train_test_split
+
+import harmonium as hm
+from harmonium.finetune import FineTunedClassifier
+
+# stronger than the defaults (lr 1e-3, no dropout), which underfit 1350 rows in 100 epochs
+GOOD = dict(learning_rate=3e-3, dropout=0.2, patience=20)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # small matrices: one thread is faster and immune to oversubscription by parallel jobs
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0 > 0.5).astype(np.float32)
+    return train_test_split(X, y, test_size=0.25, random_state=4, stratify=y)
+
+
+@pytest.fixture(scope="module")
+def rbm(digits):
+    Xtr = digits[0]
+    return hm.RBM(n_hidden=64, epochs=10, random_state=0).fit(Xtr)
+
+
+@pytest.fixture(scope="module")
+def dbm(digits):
+    return hm.DBM(n_hidden=(32, 16), epochs=2, pretrain_params={"epochs": 3}, random_state=0).fit(digits[0])
+
+
+def state(est):
+    return {k: v.detach().clone() for k, v in est.model_.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------- from an RBM
+def test_rbm_fine_tuned_accuracy_and_pretrained_untouched(digits, rbm):
+    Xtr, Xte, ytr, yte = digits
+    before = state(rbm)
+    clf = FineTunedClassifier(rbm, random_state=0, **GOOD).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) > 0.93
+    after = state(rbm)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the network owns copies, not the RBM's tensors
+    assert clf.network_.layers[0].weight.data_ptr() != rbm.model_.W.data_ptr()
+    assert list(clf.classes_) == list(range(10)) and clf.n_features_in_ == 64
+    h = clf.history_
+    assert len(h["epoch"]) == len(h["train_loss"]) == len(h["val_loss"]) == len(h["val_accuracy"]) == clf.n_iter_
+    assert 1 <= clf.best_epoch_ <= clf.n_iter_
+    assert h["val_accuracy"][clf.best_epoch_ - 1] == max(h["val_accuracy"])
+    assert h["train_loss"][-1] < h["train_loss"][0]
+    proba = clf.predict_proba(Xte)
+    assert proba.shape == (len(Xte), 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert np.array_equal(clf.predict(Xte), clf.classes_[proba.argmax(1)])
+
+
+def test_rbm_network_is_the_rbm_before_training(digits, rbm):
+    Xtr, _, ytr, _ = digits
+    clf = FineTunedClassifier(rbm, epochs=0, random_state=0).fit(Xtr, ytr)
+    layer = clf.network_.layers[0]
+    assert torch.equal(layer.weight.detach(), rbm.model_.W.detach())
+    assert torch.equal(layer.units.bias.detach(), rbm.model_.hidden.bias.detach())
+    X = torch.as_tensor(Xtr[:50])
+    h = clf.network_.hidden(X)
+    assert len(h) == 1
+    assert torch.allclose(h[0], torch.as_tensor(rbm.transform(Xtr[:50])), atol=1e-6)
+    assert clf.history_["epoch"] == [] and clf.n_iter_ == 0
+
+
+@pytest.mark.parametrize("kind", ["gaussian-visible", "centered", "softmax-hidden", "gaussian-hidden"])
+def test_first_layer_computes_the_rbm_hidden_mean_for_other_unit_types(kind):
+    rng = np.random.default_rng(0)
+    X = (rng.random((60, 6)) < 0.4).astype(np.float64)
+    y = np.arange(60) % 3
+    kw = dict(n_hidden=4, epochs=2, random_state=0, dtype="float64", metrics=None)
+    if kind == "gaussian-visible":
+        X = rng.normal(size=(60, 6))
+        est = hm.RBM(visible={"name": "gaussian", "sigma": [0.5, 0.8, 1.0, 1.2, 1.5, 2.0]},
+                     learning_rate=0.01, **kw)
+    elif kind == "centered":
+        est = hm.RBM(centering=True, **kw)
+    elif kind == "softmax-hidden":
+        est = hm.RBM(hidden={"name": "softmax", "group_size": 2}, **kw)
+    else:
+        est = hm.RBM(hidden="gaussian", learning_rate=0.01, **kw)
+    est.fit(X)
+    clf = FineTunedClassifier(est, epochs=0, dtype="float64").fit(X, y)
+    h = clf.network_.hidden(torch.as_tensor(X))[0]
+    assert torch.allclose(h, torch.as_tensor(est.transform(X)), atol=1e-10)
+    clf.set_params(epochs=3).fit(X, y)  # and it trains
+    assert clf.predict(X).shape == (60,)
+
+
+# ---------------------------------------------------------------------------- from a DBN / DBM
+def test_dbn_fine_tuned(digits):
+    Xtr, Xte, ytr, yte = digits
+    dbn = hm.DBN(n_hidden=(64, 32), rbm_params={"epochs": 5}, random_state=0).fit(Xtr)
+    clf0 = FineTunedClassifier(dbn, epochs=0).fit(Xtr, ytr)
+    assert [tuple(l.weight.shape) for l in clf0.network_.layers] == [(64, 64), (64, 32)]
+    top = clf0.network_.hidden(torch.as_tensor(Xte))[-1]
+    assert torch.allclose(top, torch.as_tensor(dbn.transform(Xte)), atol=1e-6)
+    clf = FineTunedClassifier(dbn, random_state=0, **GOOD).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) > 0.85
+
+
+def test_dbm_input_augmentation(digits, dbm):
+    Xtr, Xte, ytr, _ = digits
+    clf = FineTunedClassifier(dbm, epochs=0, random_state=0).fit(Xtr, ytr)
+    net = clf.network_
+    W0, W1 = (w.detach() for w in dbm.model_.W)
+    # layer 1 gets [v, q_2] through [W_0; W_1^T], layer 2 gets h_1 through W_1
+    assert tuple(net.layers[0].weight.shape) == (64 + 16, 32)
+    assert torch.equal(net.layers[0].weight.detach(), torch.cat([W0, W1.T]))
+    assert torch.equal(net.layers[1].weight.detach(), W1)
+    assert net.extra_sizes == [16, 0]
+    X = torch.as_tensor(Xte[:40])
+    q1, q2 = (torch.as_tensor(q) for q in dbm.mean_field(Xte[:40]))
+    assert torch.allclose(net.augment(X), q2, atol=1e-6)
+    # at the mean-field fixed point the network computes the posteriors themselves
+    h1, h2 = net.hidden(X)
+    assert torch.allclose(h1, q1, atol=1e-4) and torch.allclose(h2, q2, atol=1e-4)
+    assert net.output.weight.shape == (16, 10)
+
+
+def test_dbm_fine_tuned(digits, dbm):
+    Xtr, Xte, ytr, yte = digits
+    before = state(dbm)
+    clf = FineTunedClassifier(dbm, random_state=0, learning_rate=1e-2, batch_size=32).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) > 0.85
+    assert all(torch.equal(v, state(dbm)[k]) for k, v in before.items())
+
+
+def test_one_layer_dbm_is_like_an_rbm(digits):
+    Xtr, _, ytr, _ = digits
+    d = hm.DBM(n_hidden=16, epochs=1, pretrain_params={"epochs": 1}, random_state=0).fit(Xtr[:300])
+    clf = FineTunedClassifier(d, epochs=0, random_state=0).fit(Xtr[:300], ytr[:300])
+    assert clf.network_.dbm is None and clf.network_.extra_sizes == [0]
+    assert torch.equal(clf.network_.layers[0].weight.detach(), d.model_.W[0].detach())
+    clf.set_params(epochs=2).fit(Xtr[:300], ytr[:300])
+    assert clf.n_iter_ == 2
+
+
+# ---------------------------------------------------------------------------- the baseline
+def test_random_initialisation_baseline(digits):
+    Xtr, Xte, ytr, yte = digits
+    clf = FineTunedClassifier(hidden_layer_sizes=(64,), random_state=0, **GOOD).fit(Xtr, ytr)
+    assert [tuple(l.weight.shape) for l in clf.network_.layers] == [(64, 64)]
+    assert clf.score(Xte, yte) > 0.85
+    deep = FineTunedClassifier(hidden_layer_sizes=(32, 16), epochs=3, random_state=0).fit(Xtr, ytr)
+    assert [tuple(l.weight.shape) for l in deep.network_.layers] == [(64, 32), (32, 16)]
+    w = FineTunedClassifier(hidden_layer_sizes=7, epochs=0, random_state=0).fit(Xtr, ytr).network_.layers[0].weight
+    assert w.abs().max() <= 1 / 8 and w.std() > 0.02  # U(-1/sqrt(64), 1/sqrt(64))
+
+
+def test_hidden_layer_sizes_with_pretrained(digits, rbm):
+    Xtr, _, ytr, _ = digits
+    FineTunedClassifier(rbm, hidden_layer_sizes=(64,), epochs=1).fit(Xtr, ytr)
+    FineTunedClassifier(rbm, hidden_layer_sizes=64, epochs=1).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="does not match the pretrained RBM"):
+        FineTunedClassifier(rbm, hidden_layer_sizes=(32,)).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="hidden_layer_sizes is required"):
+        FineTunedClassifier().fit(Xtr, ytr)
+
+
+# ---------------------------------------------------------------------------- the optimizer
+def test_lr_multipliers_make_parameter_groups(digits, rbm):
+    Xtr, _, ytr, _ = digits
+    clf = FineTunedClassifier(rbm, lr_multipliers=(0.1, 1.0), learning_rate=0.01, l2=1e-4, epochs=1).fit(Xtr, ytr)
+    groups = {g["name"]: g for g in clf.optimizer_.param_groups}
+    assert set(groups) == {"layer0.weight", "layer0.bias", "output.weight", "output.bias"}
+    assert groups["layer0.weight"]["lr"] == pytest.approx(0.001) and groups["layer0.bias"]["lr"] == pytest.approx(0.001)
+    assert groups["output.weight"]["lr"] == pytest.approx(0.01) and groups["output.bias"]["lr"] == pytest.approx(0.01)
+    assert groups["layer0.weight"]["weight_decay"] == 1e-4 and groups["layer0.bias"]["weight_decay"] == 0
+    net = clf.network_
+    assert groups["layer0.weight"]["params"][0] is net.layers[0].weight
+    assert groups["layer0.bias"]["params"][0] is net.layers[0].units.bias
+    assert groups["output.weight"]["params"][0] is net.output.weight
+    # every trainable parameter is in exactly one group
+    in_groups = [p for g in clf.optimizer_.param_groups for p in g["params"]]
+    assert len(in_groups) == len({id(p) for p in in_groups}) == sum(p.requires_grad for p in net.parameters())
+    # a multiplier of 0 freezes that layer
+    frozen = FineTunedClassifier(rbm, lr_multipliers=[0.0, 1.0], epochs=2, optimizer="sgd",
+                                 early_stopping=False).fit(Xtr, ytr)
+    assert torch.equal(frozen.network_.layers[0].weight.detach(), rbm.model_.W.detach())
+    sgd = FineTunedClassifier(rbm, optimizer="sgd", epochs=1).fit(Xtr, ytr)
+    assert isinstance(sgd.optimizer_, torch.optim.SGD) and sgd.optimizer_.param_groups[0]["momentum"] == 0.9
+    with pytest.raises(ValueError, match="one entry per layer"):
+        FineTunedClassifier(rbm, lr_multipliers=(0.1,)).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="non-negative"):
+        FineTunedClassifier(rbm, lr_multipliers=(-1.0, 1.0)).fit(Xtr, ytr)
+
+
+def test_without_validation_trains_all_epochs(digits, rbm):
+    Xtr, _, ytr, _ = digits
+    for kw in (dict(early_stopping=False), dict(validation_fraction=0.0)):
+        clf = FineTunedClassifier(rbm, epochs=4, random_state=0, **kw).fit(Xtr, ytr)
+        assert clf.n_iter_ == 4 and clf.best_epoch_ == 4
+        assert set(clf.history_) == {"epoch", "train_loss"}
+
+
+def test_early_stopping_by_loss_keeps_the_best_weights(digits, rbm):
+    Xtr, _, ytr, _ = digits
+    clf = FineTunedClassifier(rbm, val_metric="loss", learning_rate=0.05, patience=2, epochs=50,
+                              random_state=0).fit(Xtr, ytr)
+    h = clf.history_
+    assert clf.n_iter_ < 50 and clf.n_iter_ - clf.best_epoch_ == 2
+    assert h["val_loss"][clf.best_epoch_ - 1] == min(h["val_loss"])
+
+
+# ---------------------------------------------------------------------------- reproducibility
+def test_same_seed_same_predictions_and_global_rng_untouched(digits, rbm):
+    Xtr, Xte, ytr, _ = digits
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    kw = dict(epochs=5, dropout=0.3, random_state=7)
+    a = FineTunedClassifier(rbm, **kw).fit(Xtr, ytr)
+    b = FineTunedClassifier(rbm, **kw).fit(Xtr, ytr)
+    c = FineTunedClassifier(hidden_layer_sizes=(16,), **kw).fit(Xtr, ytr)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert all(np.array_equal(x, y) for x, y in zip(np.random.get_state(), np_state))
+    assert np.array_equal(a.predict_proba(Xte), b.predict_proba(Xte))
+    assert a.history_ == b.history_
+    other = FineTunedClassifier(rbm, **{**kw, "random_state": 8}).fit(Xtr, ytr)
+    assert not np.array_equal(a.predict_proba(Xte), other.predict_proba(Xte))
+    assert c.predict(Xte).shape == (len(Xte),)
+    torch.manual_seed(123)  # the global generator plays no part
+    b2 = FineTunedClassifier(rbm, **kw).fit(Xtr, ytr)
+    assert np.array_equal(a.predict_proba(Xte), b2.predict_proba(Xte))
+
+
+def test_clone_pickle_and_tensor_inputs(digits, rbm):
+    Xtr, Xte, ytr, yte = digits
+    clf = FineTunedClassifier(rbm, epochs=3, lr_multipliers=(0.5, 1.0), random_state=0)
+    c = clone(clf)
+    assert c.pretrained is rbm and c.get_params()["lr_multipliers"] == (0.5, 1.0)
+    c.fit(Xtr, ytr)
+    a = clf.fit(Xtr, ytr)
+    assert np.array_equal(a.predict_proba(Xte), c.predict_proba(Xte))
+    # a FrozenEstimator wrapper is accepted too
+    from sklearn.frozen import FrozenEstimator
+    f = FineTunedClassifier(FrozenEstimator(rbm), epochs=3, lr_multipliers=(0.5, 1.0), random_state=0).fit(Xtr, ytr)
+    assert np.array_equal(f.predict_proba(Xte), a.predict_proba(Xte))
+    # torch tensors in, tensor probabilities out
+    t = FineTunedClassifier(rbm, epochs=3, lr_multipliers=(0.5, 1.0), random_state=0).fit(
+        torch.as_tensor(Xtr), torch.as_tensor(ytr))
+    p = t.predict_proba(torch.as_tensor(Xte))
+    assert isinstance(p, torch.Tensor) and np.allclose(p.numpy(), a.predict_proba(Xte), atol=1e-6)
+    assert np.array_equal(t.predict(torch.as_tensor(Xte)), a.predict(Xte))
+    # pickling keeps the predictions
+    r = pickle.loads(pickle.dumps(a))
+    assert np.array_equal(r.predict_proba(Xte), a.predict_proba(Xte))
+    # string labels
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    s = FineTunedClassifier(rbm, random_state=0, **GOOD).fit(Xtr, names[ytr])
+    assert list(s.classes_) == sorted(names)
+    assert s.score(Xte, names[yte]) > 0.9
+
+
+def test_dbm_predictions_are_reproducible_and_float64(digits, dbm):
+    Xtr, Xte, ytr, _ = digits
+    a = FineTunedClassifier(dbm, epochs=2, random_state=1, dtype="float64").fit(Xtr, ytr)
+    b = FineTunedClassifier(dbm, epochs=2, random_state=1, dtype="float64").fit(Xtr, ytr)
+    assert a.predict_proba(Xte).dtype == np.float64
+    assert np.array_equal(a.predict_proba(Xte), b.predict_proba(Xte))
+    assert all(p.dtype == torch.float64 for p in a.network_.parameters())
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_bad_inputs_raise_clear_errors(digits, rbm):
+    Xtr, Xte, ytr, _ = digits
+    fitted = FineTunedClassifier(rbm, epochs=1).fit(Xtr, ytr)
+    X_nan = Xtr.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        FineTunedClassifier(rbm, epochs=1).fit(X_nan, ytr)
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(X_nan)
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        fitted.predict(Xte[:, :10])
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        FineTunedClassifier(rbm, epochs=1).fit(Xtr[:, :10], ytr)
+    base = FineTunedClassifier(hidden_layer_sizes=(8,), epochs=1).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        base.predict(Xte[:, :10])
+    with pytest.raises(ValueError, match="2-D|2D"):
+        fitted.predict(Xte[0])
+    with pytest.raises(ValueError, match="2D"):
+        FineTunedClassifier(rbm).fit(Xtr[:, 0], ytr)
+    with pytest.raises(ValueError, match="only one class"):
+        FineTunedClassifier(rbm).fit(Xtr, np.zeros(len(Xtr)))
+    with pytest.raises(ValueError, match="rows but y has"):
+        FineTunedClassifier(rbm).fit(Xtr, ytr[:-1])
+    with pytest.raises(ValueError, match="Unknown label type|continuous"):
+        FineTunedClassifier(rbm).fit(Xtr, np.linspace(0, 1, len(Xtr)))
+    with pytest.raises(ValueError, match="outside the support"):
+        fitted.predict(Xte * 2)  # the RBM's visible units are Bernoulli
+    with pytest.raises(NotFittedError, match="not fitted"):
+        FineTunedClassifier(hm.RBM(n_hidden=4)).fit(Xtr, ytr)
+    assert issubclass(NotFittedError, ValueError)
+    with pytest.raises(NotFittedError):
+        FineTunedClassifier(rbm).predict(Xte)
+    with pytest.raises(ValueError, match="pretrained must be"):
+        FineTunedClassifier("rbm").fit(Xtr, ytr)
+    for kw, msg in [(dict(optimizer="rmsprop"), "optimizer"), (dict(learning_rate=0), "learning_rate"),
+                    (dict(epochs=-1), "epochs"), (dict(batch_size=0), "batch_size"), (dict(dropout=1.0), "dropout"),
+                    (dict(l2=-1), "l2"), (dict(validation_fraction=1.0), "validation_fraction"),
+                    (dict(patience=0), "patience"), (dict(val_metric="f1"), "val_metric"),
+                    (dict(dtype="float16"), "dtype"), (dict(random_state="x"), "random_state"),
+                    (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes")]:
+        with pytest.raises(ValueError, match=msg):
+            FineTunedClassifier(rbm, **kw).fit(Xtr, ytr)
+
+
+def test_init_stores_arguments_unchanged(rbm):
+    sizes = [64]
+    clf = FineTunedClassifier(rbm, hidden_layer_sizes=sizes, lr_multipliers=[0.1, 1], learning_rate=-5)
+    assert clf.hidden_layer_sizes is sizes and clf.learning_rate == -5 and clf.pretrained is rbm
+    assert clf.get_params(deep=False)["lr_multipliers"] == [0.1, 1]
+    assert copy.deepcopy(clf).learning_rate == -5
