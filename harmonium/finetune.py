@@ -491,7 +491,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y) -> "FineTunedClassifier":
         """Build the network from ``pretrained`` (or at random) and train it on (X, y)."""
         src, sizes = self._check_params()
-        for attr in ("network_", "optimizer_", "_visible_", "n_features_in_"):
+        for attr in ("network_", "optimizer_", "_visible_", "n_features_in_", "classes_"):
             self.__dict__.pop(attr, None)
         vis = self._visible_units(src)
         self._visible_ = None if vis is None else _frozen(vis).to(dtype=self._torch_dtype, device=self.device)
@@ -621,4 +621,5 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row (a numpy array of labels from ``classes_``)."""
-        return self.classes_[self._predict_logits(X).argmax(1).cpu().numpy()]
+        best = self._predict_logits(X).argmax(1).cpu().numpy()
+        return self.classes_[best]
