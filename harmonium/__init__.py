@@ -5,6 +5,7 @@
 
 from . import datasets, estimate, units
 from .deep import DBM, DBN
+from .finetune import FineTunedClassifier
 from .estimators import RBM, BernoulliMultinomialRBM, BernoulliRBM, GaussianBernoulliRBM
 from .io import load
 from .learning import DivergenceError
@@ -15,6 +16,6 @@ from .units import Bernoulli, Gaussian, Multinomial, Softmax, Units
 __version__ = "0.1.0"
 
 __all__ = [
-    "RBM", "DBM", "DBN", "DBMModel", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM", "RBMModel",
+    "RBM", "DBM", "DBN", "FineTunedClassifier", "DBMModel", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialRBM", "RBMModel",
     "Units", "Bernoulli", "Gaussian", "Softmax", "Multinomial", "datasets", "estimate", "units", "load", "DivergenceError",
 ]

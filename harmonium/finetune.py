@@ -266,6 +266,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.sparse = True  # converted to dense
         return tags
 
     @property
@@ -615,8 +616,11 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         return p if isinstance(X, Tensor) else p.cpu().numpy()
 
     def decision_function(self, X):
-        """The logits of the output layer (a tensor for tensor input)."""
+        """The logits of the output layer, shape (n_samples, n_classes); for two classes, as in
+        scikit-learn, the difference of the two logits, shape (n_samples,) (a tensor for tensor input)."""
         z = self._predict_logits(X)
+        if z.shape[1] == 2:
+            z = z[:, 1] - z[:, 0]
         return z if isinstance(X, Tensor) else z.cpu().numpy()
 
     def predict(self, X) -> np.ndarray:

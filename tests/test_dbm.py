@@ -230,3 +230,19 @@ def test_elbo_is_a_lower_bound_and_matches_the_bernoulli_formula():
          - ((V @ m.W[0]) * x[1]).sum(-1) - ((x[1] @ m.W[1]) * x[2]).sum(-1))
     explicit = -e + ent(x[1]) + ent(x[2]) - estimate.exact_log_partition(m)
     assert torch.allclose(bound, explicit.detach(), atol=1e-9)
+
+
+def test_dbm_on_binarised_digits_has_a_test_elbo_far_above_uniform():
+    """A 64-32-16 DBM on scikit-learn's digits: average test ELBO (with an AIS log Z) far better than
+    the uniform model's -44.4 nats (about -20 after this short training)."""
+    from harmonium import datasets
+    d = datasets.load_digits()
+    X, Xt = datasets.binarize(d.X_train), datasets.binarize(d.X_test)
+    dbm = hm.DBM(n_hidden=(32, 16), epochs=4, batch_size=20, learning_rate=0.005, n_particles=100, n_gibbs_steps=5,
+                 max_mf_updates=10, mf_tol=1e-4, pretrain_params={"epochs": 10, "learning_rate": 0.05,
+                                                                  "batch_size": 10},
+                 random_state=0, metrics=None).fit(X)
+    r = estimate.ais(dbm, n_runs=50, betas=2000, base_rate=X, random_state=0)
+    bound = float(estimate.elbo(dbm, Xt, r).mean())
+    assert bound > -30.0, bound
+    assert bound < 0

@@ -146,6 +146,24 @@ def test_dbm_input_augmentation(digits, dbm):
     assert net.output.weight.shape == (16, 10)
 
 
+def test_deeper_dbm_network_reproduces_the_mean_field():
+    """Three hidden layers: layer l gets [h_{l-1}, q_{l+1}] through [W_{l-1}; W_l^T], the top h_{L-1} W_{L-1}."""
+    rng = np.random.default_rng(0)
+    sizes = [7, 5, 4, 3]
+    Ws = [rng.normal(scale=0.5, size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(scale=0.5, size=n) for n in sizes]
+    d = hm.DBM.from_arrays(Ws, bs, dtype="float64", max_mf_updates=500, mf_tol=1e-12)
+    X = (rng.random((30, 7)) < 0.5).astype(np.float64)
+    y = np.arange(30) % 2
+    net = FineTunedClassifier(d, epochs=0, dtype="float64").fit(X, y).network_
+    assert [tuple(l.weight.shape) for l in net.layers] == [(7 + 4, 5), (5 + 3, 4), (4, 3)]
+    assert net.extra_sizes == [4, 3, 0]
+    q = [torch.as_tensor(m) for m in d.mean_field(X)]
+    assert torch.allclose(net.augment(torch.as_tensor(X)), torch.cat([q[1], q[2]], 1), atol=1e-12)
+    for h, m in zip(net.hidden(torch.as_tensor(X)), q):
+        assert torch.allclose(h, m, atol=1e-9)
+
+
 def test_dbm_fine_tuned(digits, dbm):
     Xtr, Xte, ytr, yte = digits
     before = state(dbm)
@@ -174,6 +192,14 @@ def test_random_initialisation_baseline(digits):
     assert [tuple(l.weight.shape) for l in deep.network_.layers] == [(64, 32), (32, 16)]
     w = FineTunedClassifier(hidden_layer_sizes=7, epochs=0, random_state=0).fit(Xtr, ytr).network_.layers[0].weight
     assert w.abs().max() <= 1 / 8 and w.std() > 0.02  # U(-1/sqrt(64), 1/sqrt(64))
+    # no hidden layer: multinomial logistic regression
+    lin = FineTunedClassifier(hidden_layer_sizes=(), lr_multipliers=[1.0], dropout=0.5, epochs=20,
+                              learning_rate=0.01, random_state=0).fit(Xtr, ytr)
+    assert len(lin.network_.layers) == 0 and lin.score(Xte, yte) > 0.8
+    # few labels: ten per class still trains (stratified validation of one row per class)
+    idx = np.concatenate([np.flatnonzero(ytr == c)[:10] for c in range(10)])
+    few = FineTunedClassifier(hidden_layer_sizes=(16,), epochs=5, random_state=0).fit(Xtr[idx], ytr[idx])
+    assert len(few.history_["val_accuracy"]) == few.n_iter_
 
 
 def test_hidden_layer_sizes_with_pretrained(digits, rbm):
@@ -340,3 +366,12 @@ def test_init_stores_arguments_unchanged(rbm):
     assert clf.hidden_layer_sizes is sizes and clf.learning_rate == -5 and clf.pretrained is rbm
     assert clf.get_params(deep=False)["lr_multipliers"] == [0.1, 1]
     assert copy.deepcopy(clf).learning_rate == -5
+
+
+@pytest.mark.filterwarnings("ignore")  # the checks' own skips and casts
+def test_passes_scikit_learn_estimator_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+    est = FineTunedClassifier(hidden_layer_sizes=(8,), epochs=200, learning_rate=0.01, random_state=0)
+    results = check_estimator(est, on_fail=None)
+    failed = [(r["check_name"], repr(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert not failed
