@@ -73,14 +73,15 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_state(tmp_p
     est.fit(X)
     good = {k: v.clone() for k, v in est.model_.state_dict().items()}
     before = ckpt.read_bytes()
-    est.set_params(epochs=6, learning_rate=1e6, warm_start=True)
-    with pytest.raises(hm.DivergenceError, match=r"epoch 3.*learning rate \(1000000.0\)") as info:
+    est.set_params(epochs=6, learning_rate=1e12, warm_start=True)
+    with pytest.raises(hm.DivergenceError, match=r"epoch 3.*learning rate \(1000000000000.0\)") as info:
         est.fit(X)
     assert isinstance(info.value, ArithmeticError)
     for k, v in est.model_.state_dict().items():
         assert torch.equal(v, good[k]), k
     assert ckpt.read_bytes() == before
     assert est.epochs_trained_ == 2
+    assert hm.load(ckpt).epochs_trained_ == 2  # the checkpoint still loads, at the last good epoch
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
