@@ -375,3 +375,24 @@ def test_passes_scikit_learn_estimator_checks():
     results = check_estimator(est, on_fail=None)
     failed = [(r["check_name"], repr(r["exception"])[:200]) for r in results if r["status"] == "failed"]
     assert not failed
+
+
+def test_pretraining_beats_random_initialisation_with_100_labels():
+    """The seed's 'few labels' effect on digits: an RBM pretrained on all 1,500 unlabelled training
+    rows, fine-tuned on 10 labels per class, beats the same network from random initialisation
+    (mean test accuracy over 3 label draws; measured 0.869 vs 0.847)."""
+    from harmonium import datasets
+    d = datasets.load_digits()
+    X, Xt = datasets.binarize(d.X_train), datasets.binarize(d.X_test)
+    y, yt = d.y_train, d.y_test
+    rbm = hm.RBM(n_hidden=128, epochs=30, learning_rate=0.05, momentum=0.5, random_state=0, metrics=None).fit(X)
+    scores = {"pretrained": [], "random": []}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.choice(np.where(y == c)[0], 10, replace=False) for c in range(10)])
+        for name, pre in (("pretrained", rbm), ("random", None)):
+            clf = hm.FineTunedClassifier(pre, hidden_layer_sizes=None if pre is not None else (128,),
+                                         learning_rate=3e-3, epochs=200, batch_size=32, early_stopping=False,
+                                         random_state=seed).fit(X[idx], y[idx])
+            scores[name].append(clf.score(Xt, yt))
+    assert np.mean(scores["pretrained"]) > np.mean(scores["random"]) + 0.01, scores
