@@ -66,6 +66,36 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         if self.verbose >= 1:
             print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items()), flush=True)
 
+    def fit(self, X, y=None, *, X_val=None):
+        """Train for ``epochs`` epochs counted from the start of training: a warm start (or an existing
+        checkpoint) continues up to that number; otherwise the model is built afresh from X first."""
+        self._check_params()
+        warm = self.warm_start and hasattr(self, "model_")
+        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            self._resume_from(self.checkpoint_path)
+            warm = True
+        if not warm:
+            for attr in ("_rng", "trainer_", "_trainer_state"):
+                self.__dict__.pop(attr, None)
+            self._build(self._to_tensor(X))
+        units = self._visible_units()
+        X = self._to_tensor(X, "X", units)
+        Xv = None if X_val is None else self._to_tensor(X_val, "X_val", units)
+        trainer = self._trainer()
+        self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
+        return self
+
+    def _trainer(self) -> TrainerBase:
+        """The fit loop's state, built on first use (from a model file's saved state when there is one)."""
+        if getattr(self, "trainer_", None) is None:
+            self.trainer_ = self._make_trainer()
+            pending = self.__dict__.pop("_trainer_state", None)
+            if pending is not None:
+                self.trainer_.load_state_dict(pending)
+        else:
+            self.trainer_.config = self._config()
+        return self.trainer_
+
     def _resume_from(self, path) -> None:
         """Adopt the fitted state of the checkpoint at ``path`` (same class and layer sizes)."""
         saved = io.load(path, device=self.device)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -339,32 +338,11 @@ class DBM(BoltzmannEstimator):
                 model.layers[l].bias.copy_(below if l == L else (below + rbms[l].model_.visible.bias) / 2)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, *, X_val=None) -> "DBM":
-        """Pretrain (unless warm-starting or ``pretrain=False``) and train jointly for ``epochs``."""
-        self._check_params()
-        warm = self.warm_start and hasattr(self, "model_")
-        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
-            self._resume_from(self.checkpoint_path)
-            warm = True
-        if not warm:
-            for attr in ("_rng", "trainer_", "_trainer_state"):
-                self.__dict__.pop(attr, None)
-            self._build(self._to_tensor(X))
-        X = self._to_tensor(X, "X", self.model_.layers[0])
-        Xv = None if X_val is None else self._to_tensor(X_val, "X_val", self.model_.layers[0])
-        trainer = self._trainer()
-        self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
-        return self
+    def _visible_units(self):
+        return self.model_.layers[0]
 
-    def _trainer(self) -> DBMTrainer:
-        if getattr(self, "trainer_", None) is None:
-            self.trainer_ = DBMTrainer(self.model_, self._config(), self._generator())
-            pending = self.__dict__.pop("_trainer_state", None)
-            if pending is not None:
-                self.trainer_.load_state_dict(pending)
-        else:
-            self.trainer_.config = self._config()
-        return self.trainer_
+    def _make_trainer(self) -> DBMTrainer:
+        return DBMTrainer(self.model_, self._config(), self._generator())
 
     def _metric_names(self, X_val) -> tuple[str, ...]:
         m = self.metrics

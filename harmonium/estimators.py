@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -230,25 +229,6 @@ class RBM(BoltzmannEstimator):
             sample_h_states=self.sample_h_states, optimizer=self.optimizer)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, *, X_val=None) -> "RBM":
-        """Train for ``epochs`` passes over X (continuing from the current state if ``warm_start``)."""
-        self._check_params()
-        warm = self.warm_start and hasattr(self, "model_")
-        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
-            self._resume_from(self.checkpoint_path)
-            warm = True
-        if not warm:
-            for attr in ("_rng", "trainer_", "_trainer_state"):
-                self.__dict__.pop(attr, None)
-            vis = self._to_tensor(X)
-            self._build(vis)
-        X = self._to_tensor(X, "X", self.model_.visible)
-        Xv = None if X_val is None else self._to_tensor(X_val, "X_val", self.model_.visible)
-        trainer = self._trainer()
-        # epochs counts from the start of training: a warm start continues up to it
-        self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
-        return self
-
     def partial_fit(self, X, y=None) -> "RBM":
         """One pass over X (as one epoch), creating the model on the first call."""
         self._check_params()
@@ -258,16 +238,11 @@ class RBM(BoltzmannEstimator):
         self._run(self._trainer(), X, None, 1)
         return self
 
-    def _trainer(self) -> Trainer:
-        cfg = self._config()
-        if getattr(self, "trainer_", None) is None:
-            self.trainer_ = Trainer(self.model_, cfg, self._generator())
-            pending = self.__dict__.pop("_trainer_state", None)  # from a model file
-            if pending is not None:
-                self.trainer_.load_state_dict(pending)
-        else:
-            self.trainer_.config = cfg
-        return self.trainer_
+    def _visible_units(self):
+        return self.model_.visible
+
+    def _make_trainer(self) -> Trainer:
+        return Trainer(self.model_, self._config(), self._generator())
 
     def _record(self, epoch: int, names, X: Tensor, X_val: Tensor | None) -> None:
         m = self.model_
