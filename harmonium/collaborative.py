@@ -391,9 +391,24 @@ class RatingsRBM(BoltzmannEstimator):
         idx = idx[np.argsort(-pred[idx], kind="stable")][:n]
         return [(int(items[j]), float(pred[j])) for j in idx]
 
-    def transform(self, X):
-        """Not a transformer: use ``hidden_probabilities``."""
-        raise NotImplementedError("RatingsRBM has no transform; see hidden_probabilities()")
+    def transform(self, X) -> np.ndarray:
+        """Hidden features p(h | V) of the users (items, for the I-RBM) in the (n, 3) triples X, computed
+        from X's ratings alone: one row per distinct user (item) id in increasing order.  The ids on
+        the other side must have been seen at fit (ratings of unknown items or users are ignored)."""
+        self._fitted()
+        a = check_ratings(X, self.n_ratings, "X")
+        case_col, vis_col = (1, 0) if self.item_based else (0, 1)
+        table = self.user_ids_ if self.item_based else self.item_ids_
+        pos = np.minimum(np.searchsorted(table, a[:, vis_col]), len(table) - 1)
+        known = table[pos] == a[:, vis_col]
+        case_ids, case = np.unique(a[:, case_col], return_inverse=True)
+        case, vis, r = case.ravel()[known], pos[known], self._targets(a[known, 2])
+        dev = self.device
+        with torch.no_grad():
+            ph = torch.sigmoid(self.model_.hidden_input_onehot(
+                torch.as_tensor(case, device=dev), torch.as_tensor(vis, device=dev),
+                torch.as_tensor(r, device=dev), len(case_ids)))
+        return ph.cpu().numpy()
 
     def hidden_probabilities(self) -> np.ndarray:
         """Mean-field p(h | V) of every user (item, for the I-RBM) in ``user_ids_`` order."""
