@@ -770,6 +770,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """The best-predicted unrated movies for a user of a RatingsRBM model file, with titles."""
+    from . import io as hio
+    from .collaborative import RatingsRBM
+
+    _check_device(args.device)
+    model = hio.load(args.model, device=args.device)
+    if not isinstance(model, RatingsRBM):
+        raise UserError(f"{args.model} holds a {type(model).__name__}; recommend needs a RatingsRBM")
+    titles: dict[int, str] = {}
+    try:
+        from .datasets import movielens_titles
+        titles = movielens_titles(args.variant, data_dir=args.data_dir, download=False)
+    except (OSError, ValueError):
+        pass  # no titles available: print the item ids alone
+    rows = model.recommend(args.user, n=args.n, exclude_rated=not args.include_rated)
+    what = "p(like)" if model.binary else "predicted rating"
+    lines = [f"{rank:3d}. {item:6d}  {score:.3f}  {titles.get(item, '')}".rstrip()
+             for rank, (item, score) in enumerate(rows, 1)]
+    _write(f"top {len(rows)} for user {args.user} ({what}):\n" + "\n".join(lines) + "\n")
+    return 0
+
+
 # ============================================================================ parser
 def _int_at_least(lo: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
@@ -926,6 +949,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("recommend", cmd_recommend, "recommend movies to a user with a RatingsRBM model file", [model])
+    p.add_argument("--user", type=int, required=True, help="user id (as in the ratings file)")
+    p.add_argument("-n", type=_positive, default=10, help="how many items")
+    p.add_argument("--include-rated", action="store_true", help="also list items the user rated in training")
+    p.add_argument("--variant", default="100k", choices=("100k", "1m"), help="MovieLens variant for the titles")
+    p.add_argument("--data-dir", default=None, help="data folder for the titles (default: HARMONIUM_DATA)")
     p = add("info", cmd_info, "describe a model file", [model])
     p.add_argument("--json", action="store_true", help="print JSON")
     parser._harmonium_commands = dict(sub.choices)  # type: ignore[attr-defined]

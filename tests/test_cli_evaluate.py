@@ -55,3 +55,21 @@ def test_dbm_model_files_on_the_command_line(tmp_path, data_file, capsys):
     assert code == 0 and len(out.splitlines()) == len(BARS)
     code, _, err = run(["run-hidden", tmp_path / "d.safetensors", data_file], capsys)
     assert code == 2 and "works on RBM model files" in err
+
+
+def test_recommend_lists_unrated_items_best_first(tmp_path, capsys):
+    from harmonium.collaborative import RatingsRBM
+    rng = np.random.default_rng(0)
+    users, items = np.meshgrid(np.arange(1, 12), np.arange(1, 14), indexing="ij")
+    X = np.stack([users.ravel(), items.ravel(), rng.integers(1, 6, users.size)], 1)
+    X = X[rng.random(len(X)) < 0.6]
+    m = RatingsRBM(n_hidden=4, epochs=3, random_state=0).fit(X)
+    m.save(tmp_path / "r.safetensors")
+    code, out, err = run(["recommend", tmp_path / "r.safetensors", "--user", 1, "-n", 3,
+                          "--data-dir", tmp_path / "none"], capsys)
+    assert code == 0, err
+    rows = out.splitlines()[1:]
+    assert len(rows) == 3
+    ids = [int(r.split()[1]) for r in rows]
+    assert ids == [item for item, _ in m.recommend(1, n=3)]
+    assert not set(ids) & set(X[X[:, 0] == 1, 1].tolist())
