@@ -52,6 +52,35 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.model_
 
+    # -- validation helpers shared by the estimators' ``_check_params`` --------------------------
+    def _check_integers(self, **bounds: int) -> None:
+        """Each named hyperparameter is an integer >= its bound (None allowed for a negative bound's
+        absolute value: ``n_chains=-1`` means "None or >= 1")."""
+        for name, lo in bounds.items():
+            v = getattr(self, name)
+            if v is None and lo < 0:
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < abs(lo):
+                raise ValueError(f"{name} must be an integer >= {abs(lo)}, got {v!r}")
+
+    def _check_common(self) -> None:
+        """Learning rate, momentum, dtype, optimizer, device and seed: what every trained estimator has."""
+        _schedule_ok(self.learning_rate, "learning_rate", positive=True)
+        _schedule_ok(self.momentum, "momentum", positive=False)
+        if any(m >= 1 for m in np.atleast_1d(self.momentum)):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        optimizer = getattr(self, "optimizer", "sgd")
+        if optimizer not in ("sgd", "adam") and not callable(optimizer):
+            raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {optimizer!r}")
+        if getattr(self, "checkpoint_path", None) is not None and callable(optimizer):
+            raise ValueError("checkpoints cannot store a callable optimizer; use 'sgd' or 'adam'")
+        if self.random_state is not None and not isinstance(self.random_state,
+                                                            (numbers.Integral, np.random.RandomState)):
+            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
+        torch.device(self.device)  # raises for a malformed device string
+
     def _append_history(self, epoch: int, values: dict[str, float]) -> None:
         """Add one recorded epoch to ``history_`` (None where a metric was not computed)."""
         h = self.history_

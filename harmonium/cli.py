@@ -793,6 +793,40 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Run a published-experiment reproduction (harmonium.experiments) and print its numbers."""
+    from .experiments import EXPERIMENTS, run
+
+    if args.name not in EXPERIMENTS:
+        raise UserError(f"unknown experiment {args.name!r}; known experiments: {', '.join(sorted(EXPERIMENTS))}")
+    out = args.out or os.path.join("out", "experiments", args.name + ("-quick" if args.quick else ""))
+    res = run(args.name, out, quick=args.quick, data_dir=args.data_dir, seed=args.seed)
+    r = res.get("results", {})
+    lines = [f"{args.name}{' (quick)' if args.quick else ''}, seed {args.seed}: "
+             f"{res['wall_time_s']:.1f} s, {res['torch_threads']} torch threads"]
+    if args.name == "rbm-mnist":
+        for key, label in (("logistic_regression", "RBM features + logistic regression"),
+                           ("linear_svm", "RBM features + linear SVM"), ("knn", "RBM features + k-NN")):
+            if key in r:
+                lines.append(f"  {label:<38s} test error {r[key]['test_error']:6.2f} %")
+        if "fine_tuned" in r:
+            lines.append(f"  {'fine-tuned RBM':<38s} test error {r['fine_tuned']['test_error']:6.2f} %")
+        if r.get("few_labels"):
+            lines.append("  labels   pretrained   random   (test accuracy %)")
+            for row in r["few_labels"]:
+                lines.append(f"  {row['n_labels']:6d}   {row['pretrained_accuracy']:10.2f}   {row['random_accuracy']:6.2f}")
+    else:
+        lines.append(f"  {res['config']['algorithm']}, {res['config']['n_hidden']} hidden, "
+                     f"{res['config']['epochs']} epochs, {res['config']['betas']} betas")
+        lo, hi = r["log_z_ais_interval"]
+        lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo}, {hi}), reverse AIS {r['log_z_reverse_ais']:.3f}")
+        lines.append(f"  test log-likelihood: {r['test_log_likelihood_ais']:.2f} nats (AIS), "
+                     f"{r['test_log_likelihood_reverse_ais']:.2f} nats (reverse AIS)")
+    lines.append(f"  results: {os.path.join(out, 'results.json')}")
+    _write("\n".join(lines) + "\n")
+    return 0
+
+
 # ============================================================================ parser
 def _int_at_least(lo: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
@@ -955,6 +989,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-rated", action="store_true", help="also list items the user rated in training")
     p.add_argument("--variant", default="100k", choices=("100k", "1m"), help="MovieLens variant for the titles")
     p.add_argument("--data-dir", default=None, help="data folder for the titles (default: HARMONIUM_DATA)")
+    p = add("experiment", cmd_experiment, "run a published-experiment reproduction (rbm-mnist, ...)", (),
+            "Run one reproduction of harmonium.experiments on real MNIST (HARMONIUM_DATA or --data-dir),\n"
+            "writing results.json, filters.png and samples.png to --out, and print its numbers.")
+    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist or rbm-mnist-likelihood")
+    p.add_argument("--quick", action="store_true", help="a small, fast version (2000 rows, tiny model)")
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/experiments/NAME)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--data-dir", metavar="DIR", default=None, help="data folder (default: HARMONIUM_DATA)")
+    p.add_argument("--threads", type=_positive, default=None, metavar="T", help="CPU threads for torch")
     p = add("info", cmd_info, "describe a model file", [model])
     p.add_argument("--json", action="store_true", help="print JSON")
     parser._harmonium_commands = dict(sub.choices)  # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from . import io
-from .base import _DTYPES, BoltzmannEstimator, _schedule_ok
+from .base import BoltzmannEstimator, _schedule_ok
 from .learning import at_epoch
 
 __all__ = ["RatingsRBM", "RatingsRBMModel", "bias_baseline", "cd_statistics", "check_ratings"]
@@ -183,24 +183,13 @@ class RatingsRBM(BoltzmannEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        for name, lo in (("n_hidden", 1), ("n_ratings", 2), ("epochs", 0), ("batch_size", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-        _schedule_ok(self.learning_rate, "learning_rate", positive=True)
-        _schedule_ok(self.momentum, "momentum", positive=False)
-        if any(m >= 1 for m in np.atleast_1d(self.momentum)):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        self._check_integers(n_hidden=1, n_ratings=2, epochs=0, batch_size=1)
+        self._check_common()
         _schedule_ok(self.k, "k", positive=True, integer=True)
         _schedule_ok(self.l2, "l2", positive=False)
         for name in ("item_based", "binary"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState)):
-            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
-        torch.device(self.device)
 
     @property
     def _K(self) -> int:

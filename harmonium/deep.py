@@ -212,15 +212,9 @@ class DBM(BoltzmannEstimator):
             n, (list, tuple)) else None
         if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
             raise ValueError(f"n_hidden must be a positive integer or a sequence of them, got {n!r}")
-        for name, lo in (("epochs", 0), ("batch_size", 1), ("n_particles", 1), ("max_mf_updates", 1),
-                         ("metrics_every", 1), ("checkpoint_every", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-        _schedule_ok(self.learning_rate, "learning_rate", positive=True)
-        _schedule_ok(self.momentum, "momentum", positive=False)
-        if any(m >= 1 for m in np.atleast_1d(self.momentum)):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        self._check_integers(epochs=0, batch_size=1, n_particles=1, max_mf_updates=1, metrics_every=1,
+                             checkpoint_every=1)
+        self._check_common()
         _schedule_ok(self.n_gibbs_steps, "n_gibbs_steps", positive=True, integer=True)
         _schedule_ok(self.l2, "l2", positive=False)
         if not (isinstance(self.mf_damping, numbers.Real) and 0 <= self.mf_damping < 1):
@@ -229,10 +223,6 @@ class DBM(BoltzmannEstimator):
             raise ValueError(f"mf_tol must be >= 0, got {self.mf_tol!r}")
         if self.max_norm is not None and not (isinstance(self.max_norm, numbers.Real) and self.max_norm > 0):
             raise ValueError(f"max_norm must be None or positive, got {self.max_norm!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.optimizer not in ("sgd", "adam") and not callable(self.optimizer):
-            raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {self.optimizer!r}")
         L = len(sizes)
         for t in _per_layer(self.sparsity_target, L, "sparsity_target"):
             if t is not None and not (isinstance(t, numbers.Real) and 0 < t < 1):
@@ -244,7 +234,6 @@ class DBM(BoltzmannEstimator):
         unknown = set(metrics) - {"auto", "reconstruction_error", "log_likelihood"}
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; known: reconstruction_error, log_likelihood")
-        torch.device(self.device)
 
     def _hidden_specs(self) -> list:
         h = self.hidden

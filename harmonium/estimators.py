@@ -124,26 +124,9 @@ class RBM(BoltzmannEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        def integer(name, lo=1, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-
-        integer("n_hidden")
-        integer("epochs", 0)
-        integer("batch_size")
-        integer("n_chains", allow_none=True)
-        integer("n_temperatures")
-        integer("metrics_every")
-        integer("checkpoint_every")
-        if self.checkpoint_path is not None and callable(self.optimizer):
-            raise ValueError("checkpoints cannot store a callable optimizer; use 'sgd' or 'adam'")
-        _schedule_ok(self.learning_rate, "learning_rate", positive=True)
-        _schedule_ok(self.momentum, "momentum", positive=False)
-        if any(m >= 1 for m in np.atleast_1d(self.momentum)):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        self._check_integers(n_hidden=1, epochs=0, batch_size=1, n_chains=-1, n_temperatures=1, metrics_every=1,
+                             checkpoint_every=1)
+        self._check_common()
         _schedule_ok(self.k, "k", positive=True, integer=True)
         for name in ("l2", "sparsity_cost"):
             _schedule_ok(getattr(self, name), name, positive=False)
@@ -155,17 +138,10 @@ class RBM(BoltzmannEstimator):
             raise ValueError(f"sparsity_damping must be in [0, 1), got {self.sparsity_damping!r}")
         if self.max_norm is not None and not (isinstance(self.max_norm, numbers.Real) and self.max_norm > 0):
             raise ValueError(f"max_norm must be None or positive, got {self.max_norm!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.optimizer not in ("sgd", "adam") and not callable(self.optimizer):
-            raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {self.optimizer!r}")
         metrics = self._metric_names(None)
         unknown = set(metrics) - set(KNOWN_METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; known: {list(KNOWN_METRICS)}")
-        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.RandomState)):
-            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
-        torch.device(self.device)  # raises for a malformed device string
 
     def _metric_names(self, X_val) -> tuple[str, ...]:
         m = self.metrics

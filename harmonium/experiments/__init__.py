@@ -1,0 +1,63 @@
+"""Reproductions of published experiments (docs/RESULTS.md records the numbers).
+
+``run(name, out_dir, quick=False, data_dir=None, seed=0)`` runs one experiment of ``EXPERIMENTS``,
+writes ``out_dir/results.json`` (numbers, configuration, wall times, torch version, threads) and
+pictures (``filters.png``, ``samples.png``), and returns the results as a dict.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .rbm_mnist import run_rbm_mnist
+from .rbm_mnist_likelihood import run_rbm_mnist_likelihood
+
+EXPERIMENTS: dict[str, Callable[..., dict]] = {
+    "rbm-mnist": run_rbm_mnist,
+    "rbm-mnist-likelihood": run_rbm_mnist_likelihood,
+}
+
+__all__ = ["EXPERIMENTS", "run"]
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)  # "inf", "-inf", "nan": strict JSON has no such numbers
+    return x
+
+
+def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
+    """Run experiment ``name``; write ``out_dir/results.json`` and pictures; return the results."""
+    import torch
+
+    if name not in EXPERIMENTS:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed)
+    results = {
+        "experiment": name,
+        "quick": bool(quick),
+        "seed": int(seed),
+        **results,
+        "wall_time_s": time.perf_counter() - t0,
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    results = _jsonable(results)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
