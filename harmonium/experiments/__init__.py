@@ -46,7 +46,14 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0) -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed)
+    threads = torch.get_num_threads()
+    if quick:  # tiny models: one thread is faster and immune to oversubscription on a busy machine
+        torch.set_num_threads(1)
+    try:
+        results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
     results = {
         "experiment": name,
         "quick": bool(quick),
@@ -54,7 +61,7 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0) -
         **results,
         "wall_time_s": time.perf_counter() - t0,
         "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": used_threads,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }

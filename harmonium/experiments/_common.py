@@ -48,3 +48,53 @@ def pictures(rbm, out: Path, seed: int, n_steps: int = 1000) -> None:
     viz.plot_filters(rbm.components_, shape=(28, 28), path=out / "filters.png", title="RBM filters")
     S = np.asarray(rbm.sample(100, n_steps=n_steps, mean=True))
     viz.plot_samples(S, shape=(28, 28), path=out / "samples.png", title=f"samples after {n_steps} Gibbs sweeps")
+
+
+def write_partial(out: Path, data: dict) -> None:
+    """Write ``out/partial.json`` (the numbers so far) so that an interrupted run leaves them."""
+    import json
+
+    from . import _jsonable
+
+    (out / "partial.json").write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def linear_classifier(F_tr, y_tr, C: float, loss: str = "logistic", init=None, max_iter: int = 200):
+    """A linear classifier trained by full-batch L-BFGS in torch (float32) on the objective of
+    scikit-learn's ``LogisticRegression(C)`` (multinomial cross-entropy summed over rows + ||W||^2 / (2C),
+    intercept not penalised) or of ``LinearSVC(C)`` (one-vs-rest squared hinge summed over rows times C
+    + ||W||^2 / 2).  Returns (W, b) as torch tensors; predict with ``(F @ W + b).argmax(1)``.
+
+    scikit-learn's lbfgs runs in float64 and took over a minute per 100 iterations on 55000 x 1024
+    features on the 2-core machine; this is the same convex problem solved ~10x faster."""
+    import torch
+
+    X = torch.as_tensor(np.array(F_tr, dtype=np.float32))
+    y = torch.as_tensor(np.array(y_tr, dtype=np.int64))
+    n, d = X.shape
+    k = int(y.max()) + 1
+    W = torch.zeros(d, k, requires_grad=True) if init is None else init[0].clone().requires_grad_(True)
+    b = torch.zeros(k, requires_grad=True) if init is None else init[1].clone().requires_grad_(True)
+    Y = torch.nn.functional.one_hot(y, k).float() * 2 - 1  # +-1 targets for the hinge
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-10,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        Z = X @ W + b
+        if loss == "logistic":  # divided by n for conditioning: the same minimiser
+            f = torch.nn.functional.cross_entropy(Z, y, reduction="mean") + (W * W).sum() / (2 * C * n)
+        else:
+            f = (torch.clamp(1 - Y * Z, min=0) ** 2).sum() / n + (W * W).sum() / (2 * C * n)
+        f.backward()
+        return f
+
+    opt.step(closure)
+    return W.detach(), b.detach()
+
+
+def linear_predict(model, F):
+    import torch
+
+    W, b = model
+    return (torch.as_tensor(np.asarray(F, dtype=np.float32)) @ W + b).argmax(1).numpy()

@@ -1,0 +1,92 @@
+"""The published-experiment reproductions in quick mode on real MNIST (skipped without the data)."""
+import json
+import math
+import os
+
+import pytest
+
+from harmonium import cli
+from harmonium.experiments import EXPERIMENTS, run
+
+
+def _mnist_dir():
+    root = os.environ.get("HARMONIUM_DATA")
+    if not root:
+        pytest.skip("HARMONIUM_DATA is not set: the experiments need real MNIST")
+    from harmonium.datasets import load_mnist
+
+    try:
+        load_mnist(root, download=False)
+    except (OSError, ValueError) as e:
+        pytest.skip(f"MNIST is not available under {root}: {e}")
+    return root
+
+
+def _finite_numbers(x):
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _finite_numbers(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _finite_numbers(v)
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield x
+
+
+def test_registry():
+    assert set(EXPERIMENTS) == {"rbm-mnist", "rbm-mnist-likelihood"}
+
+
+def test_rbm_mnist_quick(tmp_path):
+    data = _mnist_dir()
+    res = run("rbm-mnist", tmp_path, quick=True, data_dir=data, seed=0)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["experiment"] == "rbm-mnist" and saved["quick"] is True
+    assert (tmp_path / "filters.png").stat().st_size > 0 and (tmp_path / "samples.png").stat().st_size > 0
+    assert all(math.isfinite(v) for v in _finite_numbers(saved["results"]))
+    r = res["results"]
+    for key in ("logistic_regression", "linear_svm", "knn"):
+        assert 0.0 <= r[key]["test_error"] <= 100.0
+        assert r[key]["test_error"] < 60.0  # far better than chance (90 %) even on 1800 rows
+    assert [row["n_labels"] for row in r["few_labels"]] == [100, 1000]
+    for row in r["few_labels"]:
+        assert 0.0 <= row["pretrained_accuracy"] <= 100.0 and 0.0 <= row["random_accuracy"] <= 100.0
+    assert saved["wall_time_s"] > 0 and saved["torch_version"]
+
+
+def test_rbm_mnist_likelihood_quick(tmp_path):
+    data = _mnist_dir()
+    res = run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, seed=0)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    r = saved["results"]
+    assert all(math.isfinite(v) for v in _finite_numbers(r))
+    lo, hi = r["log_z_ais_interval"]
+    assert lo <= r["log_z_ais"] <= hi
+    rlo, rhi = r["log_z_reverse_ais_interval"]
+    assert rlo <= r["log_z_reverse_ais"] <= rhi
+    assert abs(r["log_z_ais"] - r["log_z_reverse_ais"]) < 2.0  # the two estimates agree on a small model
+    assert r["test_log_likelihood_ais"] < 0 and saved["config"]["betas"] == 1000
+    assert res["results"]["log_z_ais"] == r["log_z_ais"]
+    assert (tmp_path / "filters.png").exists() and (tmp_path / "samples.png").exists()
+
+
+def test_cli_unknown_experiment(capsys):
+    assert cli.main(["experiment", "no-such-thing"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment 'no-such-thing'" in err
+    assert "rbm-mnist" in err and "rbm-mnist-likelihood" in err
+
+
+def test_cli_experiment_quick(tmp_path, capsys):
+    data = _mnist_dir()
+    out = tmp_path / "lik"
+    assert cli.main(["experiment", "rbm-mnist-likelihood", "--quick", "--out", str(out), "--data-dir", data]) == 0
+    text = capsys.readouterr().out
+    assert "test log-likelihood" in text and "results.json" in text
+    assert (out / "results.json").exists()
+
+
+def test_cli_missing_data(tmp_path, capsys):
+    assert cli.main(["experiment", "rbm-mnist", "--quick", "--out", str(tmp_path / "o"),
+                     "--data-dir", str(tmp_path / "nothing")]) == 2
+    assert "error" in capsys.readouterr().err
