@@ -28,6 +28,16 @@ def mnist_binarized(data_dir=None, quick: bool = False, n_quick: int = 2000):
     return X_tr, y_tr, X_val, y_val, X_te, y_te, X, y
 
 
+def train_rbm(cfg: dict, X_tr, X_val, seed: int, quick: bool, metrics: tuple):
+    """The experiments' RBM: hyperparameters from ``cfg``, trained with a validation split."""
+    from ..estimators import RBM
+
+    rbm = RBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"],
+              epochs=cfg["epochs"], batch_size=cfg["batch_size"], k=cfg["k"], persistent=cfg["persistent"],
+              l2=cfg["l2"], metrics=metrics, random_state=seed, verbose=0 if quick else 1)
+    return rbm.fit(X_tr, X_val=X_val)
+
+
 class Timer:
     def __init__(self) -> None:
         self.times: dict[str, float] = {}

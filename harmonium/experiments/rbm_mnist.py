@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Timer, linear_classifier, linear_predict, mnist_binarized, pictures, write_partial
+from ._common import (Timer, linear_classifier, linear_predict, mnist_binarized, pictures, train_rbm,
+                      write_partial)
 
 FULL = dict(n_hidden=1024, epochs=15, batch_size=100, learning_rate=0.05, momentum=[0.5] * 5 + [0.9], k=1,
             persistent=False, l2=1e-4, lr_C=(1.0, 10.0, 100.0), svm_C=(0.1, 1.0), knn_k=(1, 3, 5),
@@ -60,7 +61,6 @@ def _few_label_subset(n, X, y, rng):
 
 
 def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
-    from ..estimators import RBM
     from ..finetune import FineTunedClassifier
 
     out = Path(out_dir)
@@ -69,10 +69,7 @@ def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
     X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all = mnist_binarized(data_dir, quick)
 
     with timer("rbm_training"):
-        rbm = RBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"],
-                  epochs=cfg["epochs"], batch_size=cfg["batch_size"], k=cfg["k"], persistent=cfg["persistent"],
-                  l2=cfg["l2"], metrics=("reconstruction_error", "free_energy_gap"), random_state=seed, verbose=0 if quick else 1)
-        rbm.fit(X_tr, X_val=X_val)
+        rbm = train_rbm(cfg, X_tr, X_val, seed, quick, ("reconstruction_error", "free_energy_gap"))
     history = {k: [float(v) for v in vals] for k, vals in rbm.history_.items()}
     rbm.save(out / "rbm.safetensors")  # for later analysis without retraining
     F_tr, F_val, F_te = (np.asarray(rbm.transform(a), dtype=np.float32) for a in (X_tr, X_val, X_te))

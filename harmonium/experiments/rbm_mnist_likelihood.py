@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from ._common import Timer, mnist_binarized, pictures
+from ._common import Timer, mnist_binarized, pictures, train_rbm
 
 # full: 15 epochs of CD-25 (~40 s each on the 2-core machine), the learning rate 0.05 for 8 epochs then
 # decayed linearly to 0.005 (smaller final steps give a better-converged, higher-likelihood model)
@@ -21,7 +21,6 @@ def run_rbm_mnist_likelihood(out_dir, quick: bool = False, data_dir=None, seed: 
     import torch
 
     from .. import estimate
-    from ..estimators import RBM
 
     out = Path(out_dir)
     cfg = QUICK if quick else FULL
@@ -29,10 +28,7 @@ def run_rbm_mnist_likelihood(out_dir, quick: bool = False, data_dir=None, seed: 
     X_tr, _, X_val, _, X_te, _, _, _ = mnist_binarized(data_dir, quick)
 
     with timer("rbm_training"):
-        rbm = RBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"],
-                  epochs=cfg["epochs"], batch_size=cfg["batch_size"], k=cfg["k"], persistent=cfg["persistent"],
-                  l2=cfg["l2"], metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1)
-        rbm.fit(X_tr, X_val=X_val)
+        rbm = train_rbm(cfg, X_tr, X_val, seed, quick, ("reconstruction_error",))
     history = {k: [float(v) for v in vals] for k, vals in rbm.history_.items()}
     rbm.save(out / "rbm.safetensors")  # for later analysis without retraining
     base = torch.as_tensor(X_tr)
