@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import Tensor
 
-from . import io
+from . import distributed, io
 from .learning import DivergenceError, TrainerBase, at_epoch
 from .units import Units, units_config
 
@@ -38,6 +38,10 @@ def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> Non
         if not positive and x < 0:
             raise ValueError(f"{name} must be non-negative, got {value!r}")
 
+
+
+def _start_len(bounds: tuple[int, int]) -> tuple[int, int]:
+    return bounds[0], bounds[1] - bounds[0]
 
 
 class BoltzmannEstimator(TransformerMixin, BaseEstimator):
@@ -82,7 +86,14 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         torch.device(self.device)  # raises for a malformed device string
 
     def _append_history(self, epoch: int, values: dict[str, float]) -> None:
-        """Add one recorded epoch to ``history_`` (None where a metric was not computed)."""
+        """Add one recorded epoch to ``history_`` (None where a metric was not computed); under a
+        process group the values (each rank's, on its share of the rows) are averaged over ranks."""
+        group = distributed.current()
+        if group is not None and values:
+            keys = sorted(values)
+            t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+            distributed.all_reduce_sum_([t])
+            values = {k: float(v) / group.world_size for k, v in zip(keys, t.tolist())}
         h = self.history_
         h["epoch"].append(epoch)
         for key, val in values.items():
@@ -92,7 +103,8 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 seq.append(None)
 
     def _print_values(self, epoch: int, values: dict[str, float]) -> None:
-        if self.verbose >= 1:
+        group = distributed.current()
+        if self.verbose >= 1 and (group is None or group.is_main):
             print(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items()), flush=True)
 
     def fit(self, X, y=None, *, X_val=None):
@@ -100,7 +112,11 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         checkpoint) continues up to that number; otherwise the model is built afresh from X first."""
         self._check_params()
         warm = self.warm_start and hasattr(self, "model_")
-        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+        group = distributed.current()
+        resume = self.checkpoint_path is not None and Path(self.checkpoint_path).exists()
+        if group is not None:  # rank 0 decides, before any rank can have written a checkpoint
+            resume = bool(distributed.broadcast_int(int(resume)))
+        if resume:
             self._resume_from(self.checkpoint_path)
             warm = True
         if not warm:
@@ -110,9 +126,18 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         units = self._visible_units()
         X = self._to_tensor(X, "X", units)
         Xv = None if X_val is None else self._to_tensor(X_val, "X_val", units)
+        self._join_group(X, built=not warm)
         trainer = self._trainer()
         self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
         return self
+
+    def _join_group(self, X: Tensor, built: bool) -> None:
+        """Under a process group: check that every rank passes the same data and, for a model just
+        built, start every rank from rank 0's parameters (as ``DistributedDataParallel`` does)."""
+        if distributed.current() is not None:
+            distributed.check_same_data(X)
+            if built:
+                distributed.broadcast_(list(self.model_.parameters()) + list(self.model_.buffers()))
 
     def _trainer(self) -> TrainerBase:
         """The fit loop's state, built on first use (from a model file's saved state when there is one)."""
@@ -128,7 +153,8 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
     def _resume_from(self, path) -> None:
         """Adopt the fitted state of the checkpoint at ``path`` (same class and layer sizes)."""
         saved = io.load(path, device=self.device)
-        if type(saved) is not type(self) or saved.n_hidden != self.n_hidden or saved.dtype != self.dtype:
+        same_sizes = np.array_equal(np.atleast_1d(saved.n_hidden), np.atleast_1d(self.n_hidden))  # tuple or list
+        if type(saved) is not type(self) or not same_sizes or saved.dtype != self.dtype:
             raise ValueError(f"checkpoint {path} holds a {type(saved).__name__} with n_hidden={saved.n_hidden}, "
                              f"dtype={saved.dtype}; this estimator has n_hidden={self.n_hidden}, "
                              f"dtype={self.dtype}: remove the file or use another checkpoint_path")
@@ -139,14 +165,22 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 setattr(self, attr, saved.__dict__[attr])
 
     def _run(self, trainer: TrainerBase, X: Tensor, X_val: Tensor | None, todo: int) -> None:
+        group = trainer.group
+        main = group is None or group.is_main  # only rank 0 writes files, logs and progress
         names = self._metric_names(X_val)
         self._logger = None
-        if getattr(self, "log_dir", None) is not None and todo:
+        if getattr(self, "log_dir", None) is not None and todo and main:
             from .tensorboard import TensorBoardLogger
             self._logger = TensorBoardLogger(self.log_dir)
+        if getattr(self, "log_dir", None) is not None and todo:
             names = names or ("reconstruction_error",)
+        Xm, Xvm = X, X_val  # the rows this rank evaluates metrics on
+        if group is not None:
+            Xm = X.narrow(0, *_start_len(distributed.shard_bounds(len(X), group)))
+            if X_val is not None:
+                Xvm = X_val.narrow(0, *_start_len(distributed.shard_bounds(len(X_val), group)))
         bar = None
-        if self.verbose >= 2:
+        if self.verbose >= 2 and main:
             from tqdm.auto import tqdm
             bar = tqdm(total=todo, desc="epochs", unit="epoch", disable=None)  # off when not a terminal
         for i in range(todo):
@@ -161,19 +195,23 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                     + (" and the last checkpoint is intact." if self.checkpoint_path else "."))
             last = trainer.epoch == self.epochs or i == todo - 1 and not self.checkpoint_path
             if names and (trainer.epoch % self.metrics_every == 0 or last):
-                self._record(trainer.epoch, names, X, X_val)
+                self._record(trainer.epoch, names, Xm, Xvm)
             if self.checkpoint_path is not None and (trainer.epoch % self.checkpoint_every == 0 or last):
-                io.save(self, self.checkpoint_path)
+                trainer.gather_state()
+                if main:
+                    io.save(self, self.checkpoint_path)
+                if group is not None:
+                    distributed.barrier()  # the file is complete before any rank goes on
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
                                  if k != "epoch" and v and v[-1] is not None})
+        trainer.gather_state()  # so that ``save`` (on any rank) writes every rank's chains
         if bar is not None:
             bar.close()
         if self._logger is not None:
             self._logger.close()
         del self._logger
-
 
     @property
     def _torch_dtype(self) -> torch.dtype:
@@ -218,6 +256,8 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 seed = int(seed.randint(2 ** 31))
             elif seed is None:
                 seed = int(np.random.SeedSequence().entropy % 2 ** 63)
+                if distributed.current() is not None:  # one shared stream: rank 0's seed
+                    seed = distributed.broadcast_int(seed)
             self._rng = torch.Generator(device=self.device)
             self._rng.manual_seed(int(seed))
         return self._rng

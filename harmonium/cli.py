@@ -510,6 +510,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.set_params(checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every)
     model.fit(X, X_val=X_val)
     model.set_params(**run_params)  # the log folder and checkpoint are this run's, not the model's
+    if not _main_rank():  # under torchrun, rank 0 writes the model and reports
+        return 0
     model.save(args.model)
     lines = [f"trained {args.model}: epochs {before} -> {epochs_trained(model)} on {X.shape[0]} rows"
              + (f" ({X_val.shape[0]} validation)" if X_val is not None else "")]
@@ -563,10 +565,16 @@ def _train_demo(args: argparse.Namespace) -> int:
     out = Path(args.out or DEMO_OUT)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
-    if not args.quiet:
+    main = _main_rank()  # under torchrun every rank trains and runs AIS, rank 0 writes and reports
+    if not args.quiet and main:
         print(f"{name} demo: {type(model).__name__} {X.shape[1]} visible x {model.n_hidden} hidden, "
               f"{epochs} epochs on {X.shape[0]} rows ({X_val.shape[0]} validation) -> {out}/", flush=True)
     model.fit(X, X_val=X_val)
+    # honest evaluation: AIS estimate of log Z (standard 14,500-beta schedule, base-rate start)
+    from . import estimate
+    ais = estimate.ais(model, n_runs=100, base_rate=X, random_state=seed)
+    if not main:
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     model.set_params(log_dir=None, checkpoint_path=None)  # this run's, not the model's
     written = [model.save(out / "model.safetensors")]
@@ -590,9 +598,6 @@ def _train_demo(args: argparse.Namespace) -> int:
     atomic_write_bytes(out / "metrics.json",
                        (json.dumps(_jsonable(model.history_), indent=1, allow_nan=False) + "\n").encode())
     written.append(out / "metrics.json")
-    # honest evaluation: AIS estimate of log Z (standard 14,500-beta schedule, base-rate start)
-    from . import estimate
-    ais = estimate.ais(model, n_runs=100, base_rate=X, random_state=seed)
     evaluation = {"ais_log_z": ais.log_z, "ais_log_z_interval": list(ais.log_z_interval),
                   "ais_runs": 100, "ais_betas": ais.n_betas, "ais_ess": ais.ess,
                   "train_log_likelihood": float(estimate.log_likelihood(model, X, ais).mean()),
@@ -611,6 +616,13 @@ def _train_demo(args: argparse.Namespace) -> int:
     lines += ["wrote:"] + [f"  {p}" for p in written]
     print("\n".join(lines))
     return 0
+
+
+def _main_rank() -> bool:
+    """False on the ranks other than 0 of a torch.distributed run (torchrun), which write nothing."""
+    from . import distributed
+    group = distributed.current()
+    return group is None or group.is_main
 
 
 def _visible(model):
@@ -1082,6 +1094,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(e).__name__}: {e}\n"
               f"{PROG}: this is a bug; set HARMONIUM_DEBUG=1 to see the traceback", file=sys.stderr)
         return 1
+    finally:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():  # the group torchrun's env made
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -143,20 +143,21 @@ class DBMModel(nn.Module):
 
     # -- the likelihood gradient -------------------------------------------------------------
     def write_gradient(self, pos: Sequence[Tensor], neg: Sequence[Tensor], *, momentum: float = 0.0,
-                       w_neg: Tensor | None = None) -> None:
+                       w_pos: Tensor | None = None, w_neg: Tensor | None = None) -> None:
         """``.grad`` <- momentum ``.grad`` + <dE/dtheta>_pos - <dE/dtheta>_neg, with ``pos`` the
-        mean-field means given the data and ``neg`` the particles' states (or exact weighted states)."""
-        n_p = pos[0].shape[0]
+        mean-field means given the data and ``neg`` the particles' states (or exact weighted states);
+        rows weighted by ``w_*`` when given, else averaged."""
         with torch.no_grad():
             for l, W in enumerate(self.W):
                 tp_lo, tp_hi = self.layers[l].statistic(pos[l]), self.layers[l + 1].statistic(pos[l + 1])
                 tn_lo, tn_hi = self.layers[l].statistic(neg[l]), self.layers[l + 1].statistic(neg[l + 1])
                 tn_lo = tn_lo / neg[0].shape[0] if w_neg is None else tn_lo * w_neg[:, None]
+                tp_lo = tp_lo / -pos[0].shape[0] if w_pos is None else tp_lo * -w_pos[:, None]
                 if W.grad is None:
                     W.grad = torch.zeros_like(W)
-                W.grad.addmm_(torch.cat([tn_lo, tp_lo / -n_p]).T, torch.cat([tn_hi, tp_hi]), beta=momentum)
+                W.grad.addmm_(torch.cat([tn_lo, tp_lo]).T, torch.cat([tn_hi, tp_hi]), beta=momentum)
         for l, units in enumerate(self.layers):
-            units.write_gradient(pos[l], neg[l], None, w_neg, momentum)
+            units.write_gradient(pos[l], neg[l], w_pos, w_neg, momentum)
 
     def extra_repr(self) -> str:
         return "sizes=" + "-".join(str(s) for s in self.sizes)

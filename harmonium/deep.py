@@ -21,7 +21,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from . import io
+from . import distributed, io
 from .base import _DTYPES, BoltzmannEstimator, _schedule_ok
 from .dbm import DBMModel
 from .estimators import RBM
@@ -69,6 +69,13 @@ class DBMTrainer(TrainerBase):
         super().__init__(model, config, generator)
         self.particles: list[Tensor] | None = None
         self.mf_updates: list[float] = []  # mean mean-field sweeps per batch, per epoch
+        self.n_particles = config.n_particles  # over all ranks
+        self.n_local = config.n_particles
+        if self.group is not None:
+            if self.n_particles < self.group.world_size:
+                raise ValueError(f"n_particles={self.n_particles} cannot be split over {self.group.world_size} ranks")
+            lo, hi = distributed.shard_bounds(self.n_particles, self.group)
+            self.n_local = hi - lo
 
     def _chains(self) -> dict[str, Tensor]:
         return {} if self.particles is None else {f"x{l}": x for l, x in enumerate(self.particles)}
@@ -78,8 +85,8 @@ class DBMTrainer(TrainerBase):
             self.particles = [chains[f"x{l}"] for l in range(self.model.n_layers)]
 
     def _init_particles(self, X: Tensor) -> None:
-        c, m, g = self.config, self.model, self.generator
-        n = c.n_particles
+        c, m, g = self.config, self.model, self.sampler
+        n = self.n_local
         if c.particles_from_data:
             idx = torch.randint(X.shape[0], (n,), generator=g, device=X.device)
             x = m.upward_init(X[idx])
@@ -88,16 +95,22 @@ class DBMTrainer(TrainerBase):
         else:
             self.particles = [u.sample(X.new_zeros(n, u.n), 1.0, g) for u in m.layers]
 
-    def step(self, v: Tensor, k: int) -> int:
-        c, m, g = self.config, self.model, self.generator
+    def step(self, v: Tensor, k: int, n_global: int | None = None) -> int:
+        """One update on the batch v (this rank's rows of a global batch of ``n_global`` rows);
+        returns the mean-field sweeps it took."""
+        c, m, g = self.config, self.model, self.sampler
+        n_global = v.shape[0] if n_global is None else n_global
         pos, n_mf = m.mean_field(v, max_updates=c.max_mf_updates, tol=c.mf_tol, damping=c.mf_damping)
         self.particles, _ = m.gibbs(self.particles, k, generator=g)
-        m.write_gradient(pos, self.particles, momentum=self._grad_momentum)
+        w_pos, w_neg, momentum = self._write_weights(v.shape[0], n_global, self.n_local, self.n_particles, v)
+        m.write_gradient(pos, self.particles, momentum=momentum, w_pos=w_pos, w_neg=w_neg)
+        sparse = c.sparsity_target is not None
+        means = self._sync(list(pos) if sparse else [], n_global)
         if c.l2:
             for W in m.W:
                 W.grad.add_(W.detach(), alpha=c.l2)
-        if c.sparsity_target is not None:
-            q = torch.cat([p.mean(0) for p in pos[1:]])
+        if sparse:
+            q = torch.cat(means[1:])
             if self.hidden_activity is None:
                 self.hidden_activity = q.clone()
             else:
@@ -109,7 +122,7 @@ class DBMTrainer(TrainerBase):
                 if t is not None and cost:
                     d = (self.hidden_activity[start:start + n] - t) * cost
                     m.layers[l].bias.grad.add_(d)
-                    m.W[l - 1].grad.addr_(pos[l - 1].mean(0), d)
+                    m.W[l - 1].grad.addr_(means[l - 1], d)
                 start += n
         self._optimizer_step()
         if c.max_norm is not None:
@@ -119,14 +132,14 @@ class DBMTrainer(TrainerBase):
         return n_mf
 
     def run_epoch(self, X: Tensor) -> None:
-        self._apply_schedules()
+        self._begin_epoch()
         k = int(at_epoch(self.config.n_gibbs_steps, self.epoch))
         total = count = 0
         with torch.no_grad():
             if self.particles is None:
                 self._init_particles(X)
-            for v in batches(X, self.config.batch_size, self.generator):
-                total += self.step(v, k)
+            for v, n in batches(X, self.config.batch_size, self.generator, self.group):
+                total += self.step(v, k, n)
                 count += 1
         self.mf_updates.append(total / max(count, 1))
         self.epoch += 1

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import distributed
 from .dbm import DBMModel
 from .rbm import RBMModel
 
@@ -408,11 +409,23 @@ def _betas(betas) -> Tensor:
     return betas
 
 
-def _generator(device, random_state) -> torch.Generator:
+def _generator(device, random_state, group: distributed.Group | None = None) -> torch.Generator:
     g = torch.Generator(device=device)
     seed = random_state if random_state is not None else int(np.random.SeedSequence().entropy % 2 ** 62)
+    if group is not None and random_state is not None:  # a different stream on every rank
+        seed = (int(seed) + 1_000_003 * group.rank) % 2 ** 63
     g.manual_seed(int(seed))
     return g
+
+
+def _split_runs(rows: list[Tensor], group: distributed.Group | None) -> list[Tensor]:
+    """This rank's share of the runs (all of them for one process)."""
+    return rows if group is None else [distributed.split_rows(x, group) for x in rows]
+
+
+def _all_runs(log_w: Tensor, group: distributed.Group | None) -> Tensor:
+    """Every rank's log-weights, in rank order (the estimate is then the same on every rank)."""
+    return log_w if group is None else distributed.gather_rows(log_w)
 
 
 def _anneal(path, state: dict, betas: list[float], g, verbose: bool, desc: str) -> Tensor:
@@ -447,12 +460,21 @@ def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rat
     ``_DBMPath``).  The ``n_runs`` runs advance together as one batch; log-weights are
     accumulated in float64.  ``betas``: a tensor of increasing values from 0 to 1, a number of
     betas for the standard three-segment schedule, or None for the standard 14,500.
+
+    Under a ``torch.distributed`` process group (every rank calls this) the runs are split
+    across ranks and the estimate is made from all of them on every rank.
     """
     bl = _betas(betas).tolist()
     m, path = _path(model, base_rate, sample_h)
     like = next(m.parameters())
-    g = _generator(like.device, random_state)
-    log_w = _anneal(path, path.initial(n_runs, like, g), bl, g, verbose, "AIS")
+    group = distributed.current()
+    if group is not None and n_runs < group.world_size:
+        raise ValueError(f"n_runs={n_runs} AIS runs cannot be split over {group.world_size} ranks")
+    lo, hi = (0, n_runs) if group is None else distributed.shard_bounds(n_runs, group)
+    g = _generator(like.device, random_state, group)
+    log_w = _anneal(path, path.initial(hi - lo, like, g), bl, g, verbose and (group is None or group.is_main),
+                    "AIS")
+    log_w = _all_runs(log_w, group)
     log_z0 = path.log_z0(like)
     log_z, interval, ess = _log_z_summary(log_w, log_z0)
     return AISResult(log_z, interval, log_w.cpu(), ess, log_z0, len(bl))
@@ -470,7 +492,8 @@ def reverse_ais(model, samples, *, betas: Tensor | int | None = None, base_rate:
     conservative.  ``samples``: visible rows (RBM; the hidden units are summed out) or, for a DBM,
     a list of states of every layer (e.g. the persistent particles, or long Gibbs chains). With
     approximate samples the bound is approximate: a gap between the two estimates that is large
-    compared with their intervals says that neither can be trusted.
+    compared with their intervals says that neither can be trusted.  Under a process group the
+    samples (the same on every rank) are split across ranks, as ``ais`` splits its runs.
     """
     bl = _betas(betas).flip(0).tolist()
     m, path = _path(model, base_rate, sample_h)
@@ -481,8 +504,12 @@ def reverse_ais(model, samples, *, betas: Tensor | int | None = None, base_rate:
         samples = [_like(x, m) for x in samples]
         if len(samples) != m.n_layers:
             raise ValueError(f"need states of all {m.n_layers} layers of the DBM, got {len(samples)}")
-    g = _generator(like.device, random_state)
-    log_w = _anneal(path, path.from_samples(samples), bl, g, verbose, "reverse AIS")
+    group = distributed.current()
+    samples = _split_runs(samples, group)
+    g = _generator(like.device, random_state, group)
+    log_w = _anneal(path, path.from_samples(samples), bl, g, verbose and (group is None or group.is_main),
+                    "reverse AIS")
+    log_w = _all_runs(log_w, group)
     log_z0 = path.log_z0(like)
     # log Z = log Z_0 - log mean w: report it through the same summary on -log w
     mx = log_w.max()

@@ -208,9 +208,11 @@ class RBM(BoltzmannEstimator):
     def partial_fit(self, X, y=None) -> "RBM":
         """One pass over X (as one epoch), creating the model on the first call."""
         self._check_params()
-        if not hasattr(self, "model_"):
+        built = not hasattr(self, "model_")
+        if built:
             self._build(self._to_tensor(X))
         X = self._to_tensor(X, "X", self.model_.visible)
+        self._join_group(X, built)
         self._run(self._trainer(), X, None, 1)
         return self
 

@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
 
+from . import distributed
 from .base import _DTYPES, BoltzmannEstimator
 from .dbm import DBMModel
 from .deep import DBM, DBN
@@ -374,7 +375,9 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(seed, np.random.RandomState):
             return int(seed.randint(2 ** 31))
         if seed is None:
-            return int(np.random.SeedSequence().entropy % 2 ** 63)
+            seed = int(np.random.SeedSequence().entropy % 2 ** 63)
+            if distributed.current() is not None:  # one shared stream: rank 0's seed
+                seed = distributed.broadcast_int(seed)
         return int(seed)
 
     # ------------------------------------------------------------------ building the network
@@ -535,10 +538,20 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _train(self, net, X, E, y, val, g) -> None:
+        """Mini-batch training with early stopping.  Under a torch.distributed process group each
+        rank takes its share of every batch (``batch_size`` stays global) and the gradients are
+        summed over ranks before each step, as ``DistributedDataParallel`` would; dropout masks then
+        come from a per-rank stream and ``g`` only shuffles."""
         opt = self.optimizer_
         n = X.shape[0]
         bs = int(self.batch_size)
         p = float(self.dropout)
+        group = distributed.current()
+        g_drop = g
+        if group is not None:
+            distributed.broadcast_(list(net.parameters()))
+            g_drop = torch.Generator(device=g.device)
+            g_drop.manual_seed(int(g.initial_seed()) + 1_000_003 * (group.rank + 1))
         best_key, best_state, since = None, None, 0
         for epoch in range(1, self.epochs + 1):
             net.train()
@@ -546,12 +559,20 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             total = X.new_zeros(())
             for start in range(0, n, bs):
                 i = order[start:start + bs]
-                logits = net(X[i], None if E is None else E[i], dropout=p, generator=g)
-                loss = F.cross_entropy(logits, y[i])
+                n_batch = i.shape[0]
+                if group is not None:
+                    lo, hi = distributed.shard_bounds(n_batch, group)
+                    i = i[lo:hi]
+                logits = net(X[i], None if E is None else E[i], dropout=p, generator=g_drop)
+                loss = F.cross_entropy(logits, y[i], reduction="sum") / n_batch
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if group is not None:
+                    distributed.all_reduce_sum_([q.grad for q in net.parameters() if q.grad is not None])
                 opt.step()
-                total += loss.detach() * i.shape[0]
+                total += loss.detach() * n_batch
+            if group is not None:
+                distributed.all_reduce_sum_([total])
             train_loss = float(total) / n
             if not math.isfinite(train_loss):
                 raise DivergenceError(f"training diverged in epoch {epoch}: the loss became NaN or infinite; "

@@ -10,6 +10,8 @@ One update on a batch v+ of data:
 6. max-norm on the incoming weights of each hidden unit, centering offsets.
 
 Nothing in an update reads a value back to the host: metrics are computed once per epoch.
+Under a ``torch.distributed`` process group each rank runs this on its share of every batch and
+one all-reduce between steps 4 and 5 makes the global estimate (see ``harmonium.distributed``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import distributed
 from .rbm import RBMModel
-from .sampling import make_negative_phase
+from .sampling import ContrastiveDivergence, make_negative_phase
 
 __all__ = ["TrainingConfig", "TrainerBase", "Trainer", "MomentumSGD", "DivergenceError", "at_epoch",
            "make_optimizer", "batches"]
@@ -122,21 +125,27 @@ def make_optimizer(spec: str | Callable, params: list, learning_rate: Schedule, 
     raise ValueError(f"unknown optimizer {spec!r}; use 'sgd', 'adam' or a callable(params)")
 
 
-def batches(X: Tensor, batch_size: int, generator: torch.Generator):
-    """Shuffled batches of X, gathered into one reused buffer (valid until the next batch)."""
+def batches(X: Tensor, batch_size: int, generator: torch.Generator, group: distributed.Group | None = None):
+    """Shuffled batches of X as (rows, global batch size), gathered into one reused buffer (valid
+    until the next batch).  With a process group, the rows are this rank's contiguous share of the
+    global batch (the permutation is the same on every rank: ``generator`` is shared)."""
     n = X.shape[0]
     perm = torch.randperm(n, generator=generator, device=X.device)
     buf = X.new_empty((min(batch_size, n), X.shape[1]))
     for start in range(0, n, batch_size):
         idx = perm[start:start + batch_size]
+        n_global = len(idx)
+        if group is not None:
+            lo, hi = distributed.shard_bounds(n_global, group)
+            idx = idx[lo:hi]
         out = buf if len(idx) == len(buf) else buf[: len(idx)]
-        yield torch.index_select(X, 0, idx, out=out)
+        yield torch.index_select(X, 0, idx, out=out), n_global
 
 
 class TrainerBase:
     """What every fit loop keeps between updates: the optimizer, schedules, the epoch counter,
-    the divergence guard and the resume state.  Subclasses own the chains (``_chains`` and
-    ``_load_chains``) and the update (``run_epoch``)."""
+    the divergence guard, the resume state and the data-parallel plumbing.  Subclasses own the
+    chains (``_chains``, ``_load_chains``, ``_chain_groups``) and the update (``run_epoch``)."""
 
     def __init__(self, model: torch.nn.Module, config: Any, generator: torch.Generator) -> None:
         self.model = model
@@ -148,6 +157,43 @@ class TrainerBase:
         self.hidden_activity: Tensor | None = None  # damped mean hidden activity for sparsity
         self._grad_momentum = 0.0
         self._fused = isinstance(self.optimizer, MomentumSGD)
+        self.group = distributed.current()
+        self._sampler = None if self.group is None else torch.Generator(device=generator.device)
+        self._gathered_chains: dict[str, Tensor] | None = None
+
+    @property
+    def sampler(self) -> torch.Generator:
+        """The stream for sampling: the estimator's generator, or under a process group a per-rank
+        stream re-seeded from it at every epoch (``generator`` itself then only shuffles)."""
+        return self.generator if self.group is None else self._sampler
+
+    def _begin_epoch(self) -> None:
+        self._apply_schedules()
+        if self.group is not None:  # peek at the shared stream without advancing it, so that the
+            g = self.generator     # shuffling is that of a single process
+            state = g.get_state()
+            seed = int(torch.randint(2 ** 62, (1,), generator=g, device=g.device).item())
+            g.set_state(state)
+            self._sampler.manual_seed(seed + 1_000_003 * self.group.rank)
+
+    def _write_weights(self, n_rows: int, n_global: int, n_chains: int, n_chains_global: int, like: Tensor):
+        """(w_pos, w_neg, momentum) for the gradient writer: None/None/momentum for one process;
+        under a process group every row weighs 1 / (global rows) and only rank 0 adds momentum."""
+        if self.group is None:
+            return None, None, self._grad_momentum
+        w_pos = like.new_full((n_rows,), 1.0 / n_global)
+        w_neg = like.new_full((n_chains,), 1.0 / n_chains_global)
+        return w_pos, w_neg, self._grad_momentum if self.group.is_main else 0.0
+
+    def _sync(self, rows: list[Tensor], n_global: int) -> list[Tensor]:
+        """Batch means of ``rows`` (each (this rank's rows, d)); under a process group, summed over
+        ranks in one all-reduce together with every parameter's ``.grad``."""
+        if self.group is None:
+            return [r.mean(0) for r in rows]
+        means = [r.sum(0) / n_global for r in rows]
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        distributed.all_reduce_sum_(grads + means)
+        return means
 
     def _apply_schedules(self) -> None:
         c, e = self.config, self.epoch
@@ -171,36 +217,75 @@ class TrainerBase:
     def _load_chains(self, chains: dict[str, Tensor]) -> None:
         pass
 
+    def _chain_groups(self, key: str) -> int | None:
+        """How the saved chain tensor ``key`` is laid out: a number of replica groups whose chains
+        (rows within a group) are split across ranks, or None for a value every rank shares."""
+        return 1
+
     # -- divergence guard ------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """A copy of everything an epoch changes (parameters, optimizer, chains, random state)."""
         return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                "trainer": copy.deepcopy(self.state_dict()), "rng": self.generator.get_state()}
+                "trainer": copy.deepcopy(self._local_state()), "rng": self.generator.get_state()}
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.model.load_state_dict(snap["model"])
-        self.load_state_dict(copy.deepcopy(snap["trainer"]))
+        self._load_local_state(copy.deepcopy(snap["trainer"]))
         self.generator.set_state(snap["rng"])
 
     def is_finite(self) -> bool:
-        """Whether parameters, gradients and chains are all finite (one host sync)."""
+        """Whether parameters, gradients and chains are all finite (on every rank; one host sync)."""
         tensors = [t for p in self.model.parameters() for t in (p, p.grad) if t is not None]
         tensors += [t for t in self._chains().values() if t.is_floating_point()]
-        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+        ok = bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+        return ok if self.group is None else distributed.all_true(ok, tensors[0].device)
 
     # -- state for resuming ------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def _local_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
                                  "chains": self._chains()}
         if self.hidden_activity is not None:
             state["hidden_activity"] = self.hidden_activity
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_local_state(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._load_chains(state.get("chains", {}))
         self.hidden_activity = state.get("hidden_activity")
+
+    def gather_state(self) -> None:
+        """Collect every rank's chains for ``state_dict`` (a collective: all ranks call it)."""
+        if self.group is None:
+            return
+        full = {}
+        for key, t in self._chains().items():
+            groups = self._chain_groups(key)
+            if groups is None:
+                full[key] = t
+            else:
+                full[key] = distributed.gather_rows(t.reshape(groups, -1, *t.shape[1:]), 1).flatten(0, 1)
+        self._gathered_chains = full
+
+    def state_dict(self) -> dict[str, Any]:
+        """The resume state; under a process group the chains of all ranks as of the last
+        ``gather_state`` (``fit`` gathers them for every checkpoint and when it returns)."""
+        state = self._local_state()
+        if self.group is not None:
+            state["chains"] = self._gathered_chains if self._gathered_chains is not None else {}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Adopt a saved state; under a process group, take this rank's share of the saved chains."""
+        if self.group is not None:
+            state = dict(state)
+            chains = {}
+            for key, t in state.get("chains", {}).items():
+                groups = self._chain_groups(key)
+                chains[key] = t if groups is None else distributed.split_rows(
+                    t.reshape(groups, -1, *t.shape[1:]), self.group, 1).flatten(0, 1)
+            state["chains"] = chains
+        self._load_local_state(state)
 
 
 class Trainer(TrainerBase):
@@ -209,7 +294,15 @@ class Trainer(TrainerBase):
     def __init__(self, model: RBMModel, config: TrainingConfig, generator: torch.Generator) -> None:
         super().__init__(model, config, generator)
         c = config
-        self.phase = make_negative_phase(c.persistent, c.n_chains or c.batch_size, c.n_temperatures)
+        self.n_chains = c.n_chains or c.batch_size  # over all ranks
+        n_local = self.n_chains
+        if self.group is not None and (c.persistent or c.n_temperatures > 1):
+            if self.n_chains < self.group.world_size:
+                raise ValueError(f"n_chains={self.n_chains} persistent chains cannot be split over "
+                                 f"{self.group.world_size} ranks")
+            lo, hi = distributed.shard_bounds(self.n_chains, self.group)
+            n_local = hi - lo
+        self.phase = make_negative_phase(c.persistent, n_local, c.n_temperatures)
 
     def _chains(self) -> dict[str, Tensor]:
         return self.phase.state_dict()
@@ -217,21 +310,33 @@ class Trainer(TrainerBase):
     def _load_chains(self, chains: dict[str, Tensor]) -> None:
         self.phase.load_state_dict(chains)
 
+    def _chain_groups(self, key: str) -> int | None:
+        return None if key == "parity" else getattr(self.phase, "n_temperatures", 1)
+
     # -- one update ------------------------------------------------------------------------
-    def step(self, v: Tensor, k: int) -> None:
-        c, m, g = self.config, self.model, self.generator
+    def step(self, v: Tensor, k: int, n_global: int | None = None) -> None:
+        """One update on the batch v (this rank's rows of a global batch of ``n_global`` rows)."""
+        c, m, g = self.config, self.model, self.sampler
+        n_global = v.shape[0] if n_global is None else n_global
         if c.dropout:
             keep = torch.rand(v.shape, generator=g, dtype=v.dtype, device=v.device) >= c.dropout
             v = v * keep
         pos = m.start(v, sample_h=c.sample_h_states, generator=g)
         neg = self.phase.negative(m, pos, k, sample_v=c.sample_v_states, sample_h=c.sample_h_states,
                                   generator=g)
-        m.write_gradient(v, pos.h_mean, neg.v, neg.h_mean, momentum=self._grad_momentum)
+        chains_global = n_global if isinstance(self.phase, ContrastiveDivergence) else self.n_chains
+        w_pos, w_neg, momentum = self._write_weights(v.shape[0], n_global, neg.v.shape[0], chains_global, v)
+        m.write_gradient(v, pos.h_mean, neg.v, neg.h_mean, w_pos, w_neg, momentum=momentum)
+        sparse = c.sparsity_target is not None and c.sparsity_cost
+        rows = [pos.h_mean, v] if sparse else []
+        if c.centering:
+            rows += [m.visible.statistic(v), m.hidden.statistic(pos.h_mean)]
+        means = self._sync(rows, n_global)
         W = m.W
         if c.l2:
             W.grad.add_(W.detach(), alpha=c.l2)
-        if c.sparsity_target is not None and c.sparsity_cost:
-            q_batch = pos.h_mean.mean(0)
+        if sparse:
+            q_batch, v_mean = means[0], means[1]
             if self.hidden_activity is None:
                 self.hidden_activity = q_batch.detach().clone()
             else:
@@ -239,7 +344,7 @@ class Trainer(TrainerBase):
             # d/d(input) of the cross-entropy between target and activity, through the bias and W
             d = (self.hidden_activity - c.sparsity_target) * c.sparsity_cost
             m.hidden.bias.grad.add_(d)
-            W.grad.addr_(v.mean(0), d)
+            W.grad.addr_(v_mean, d)
         self._optimizer_step()
         if c.max_norm is not None:
             with torch.no_grad():
@@ -247,15 +352,15 @@ class Trainer(TrainerBase):
                 W.mul_(c.max_norm / norms)
         if c.centering:
             r = c.centering_rate
-            mu = torch.lerp(m.visible_offset, m.visible.statistic(v).mean(0), r)
-            lam = torch.lerp(m.hidden_offset, m.hidden.statistic(pos.h_mean).mean(0), r)
+            mu = torch.lerp(m.visible_offset, means[-2], r)
+            lam = torch.lerp(m.hidden_offset, means[-1], r)
             m.set_offsets(mu, lam)
 
     def run_epoch(self, X: Tensor) -> None:
         """One pass over X (on the model's device) in shuffled batches."""
-        self._apply_schedules()
+        self._begin_epoch()
         k = int(at_epoch(self.config.k, self.epoch))
         with torch.no_grad():
-            for v in batches(X, self.config.batch_size, self.generator):
-                self.step(v, k)
+            for v, n in batches(X, self.config.batch_size, self.generator, self.group):
+                self.step(v, k, n)
         self.epoch += 1
