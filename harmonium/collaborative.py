@@ -155,17 +155,23 @@ class RatingsRBM(BoltzmannEstimator):
     epochs, batch_size : passes over the users (items) and users (items) per update.
     k : CD steps T, a constant or a per-epoch schedule, e.g. ``[1] * 20 + [3] * 15 + [5] * 15``.
     binary : like/dislike model (see module doc); ``predict`` returns p(like).
+    warm_start : when True and the estimator is fitted (or loaded from a model file), ``fit`` continues
+        training up to ``epochs`` epochs in all, from the saved weights, momentum buffers (velocities)
+        and random generator: training 4 epochs equals training 2, saving, loading and training 2 more.
+        The training triples must cover the same user and item ids as before.
     random_state : int seed; never touches global random state.
     dtype, device, verbose : as in the other estimators (verbose 1 prints a line per epoch).
 
     Fitted attributes: ``model_`` (``RatingsRBMModel``), ``n_users_``, ``n_items_``,
-    ``global_mean_``, ``history_`` (per epoch: training reconstruction RMSE and seconds).
+    ``global_mean_``, ``history_`` (per epoch: training reconstruction RMSE and seconds),
+    ``epochs_trained_``.
     """
 
     def __init__(self, n_hidden: int = 100, *, item_based: bool = False, n_ratings: int = 5,
                  learning_rate: Any = 0.01, momentum: Any = 0.9, l2: float = 0.001, epochs: int = 50,
-                 batch_size: int = 64, k: Any = 1, binary: bool = False, random_state: int | None = None,
-                 dtype: str = "float32", device: str = "cpu", verbose: int = 0) -> None:
+                 batch_size: int = 64, k: Any = 1, binary: bool = False, warm_start: bool = False,
+                 random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
+                 verbose: int = 0) -> None:
         self.n_hidden = n_hidden
         self.item_based = item_based
         self.n_ratings = n_ratings
@@ -176,6 +182,7 @@ class RatingsRBM(BoltzmannEstimator):
         self.batch_size = batch_size
         self.k = k
         self.binary = binary
+        self.warm_start = warm_start
         self.random_state = random_state
         self.dtype = dtype
         self.device = device
@@ -187,7 +194,7 @@ class RatingsRBM(BoltzmannEstimator):
         self._check_common()
         _schedule_ok(self.k, "k", positive=True, integer=True)
         _schedule_ok(self.l2, "l2", positive=False)
-        for name in ("item_based", "binary"):
+        for name in ("item_based", "binary", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
@@ -235,28 +242,44 @@ class RatingsRBM(BoltzmannEstimator):
         key = u * len(item_ids) + i
         if len(np.unique(key)) != len(key):
             raise ValueError("X contains the same (user, item) pair more than once")
-        for attr in ("_rng", "_vel"):
-            self.__dict__.pop(attr, None)
+        warm = self.warm_start and hasattr(self, "model_")
+        if warm:
+            if (not np.array_equal(user_ids, self.user_ids_) or not np.array_equal(item_ids, self.item_ids_)
+                    or tuple(self.model_.W.shape) != (self.n_features_in_, self._K, self.n_hidden)
+                    or self.n_features_in_ != (len(user_ids) if self.item_based else len(item_ids))
+                    or self.model_.W.dtype != self._torch_dtype):
+                raise ValueError("warm_start: X must hold the same user and item ids as the data the model "
+                                 "was trained on (and n_hidden, n_ratings, binary, item_based, dtype "
+                                 "unchanged)")
+        else:
+            for attr in ("_rng", "_vel", "_epochs_trained"):
+                self.__dict__.pop(attr, None)
         self._set_data(user_ids, item_ids, u, i, self._targets(a[:, 2]))
         case, vis, r, n_cases, n_vis = self._case_vis()
         K, H, dt, dev = self._K, self.n_hidden, self._torch_dtype, self.device
         g = self._generator()
-        model = RatingsRBMModel(n_vis, K, H).to(dtype=dt, device=dev)
-        with torch.no_grad():
-            model.W.copy_(torch.randn(model.W.shape, generator=g, dtype=dt, device=dev) * 0.01)
-            # visible biases: log of each item's smoothed rating frequencies (Hinton's guide)
-            counts = np.bincount(vis * K + r, minlength=n_vis * K).reshape(n_vis, K) + 1.0
-            model.vb.copy_(torch.as_tensor(np.log(counts / counts.sum(1, keepdims=True)), dtype=dt))
-        self.model_ = model
-        self.n_features_in_ = n_vis
-        self.history_ = {"epoch": []}
+        if warm:
+            model = self.model_
+        else:
+            model = RatingsRBMModel(n_vis, K, H).to(dtype=dt, device=dev)
+            with torch.no_grad():
+                model.W.copy_(torch.randn(model.W.shape, generator=g, dtype=dt, device=dev) * 0.01)
+                # visible biases: log of each item's smoothed rating frequencies (Hinton's guide)
+                counts = np.bincount(vis * K + r, minlength=n_vis * K).reshape(n_vis, K) + 1.0
+                model.vb.copy_(torch.as_tensor(np.log(counts / counts.sum(1, keepdims=True)), dtype=dt))
+            self.model_ = model
+            self.n_features_in_ = n_vis
+            self.history_ = {"epoch": []}
+            self._epochs_trained = 0
         case_t = torch.as_tensor(case, device=dev)
         vis_t = torch.as_tensor(vis, device=dev)
         r_t = torch.as_tensor(r, device=dev)
         counts = torch.bincount(case_t, minlength=n_cases)
         starts = torch.cumsum(counts, 0) - counts
-        vel = [torch.zeros_like(p) for p in (model.W, model.vb, model.hb)]
-        for epoch in range(self.epochs):
+        if getattr(self, "_vel", None) is None:
+            self._vel = [torch.zeros_like(p) for p in (model.W, model.vb, model.hb)]
+        vel = self._vel
+        for epoch in range(self._epochs_trained, self.epochs):
             t0 = time.perf_counter()
             lr, mom = at_epoch(self.learning_rate, epoch), at_epoch(self.momentum, epoch)
             kk, l2 = int(at_epoch(self.k, epoch)), at_epoch(self.l2, epoch)
@@ -280,12 +303,19 @@ class RatingsRBM(BoltzmannEstimator):
                         p.add_(v)
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise FloatingPointError(f"training diverged in epoch {epoch + 1}; lower the learning rate")
+            self._epochs_trained = epoch + 1
             self.__dict__.pop("_ph_cache", None)
             values = {"train_rmse": self._train_rmse(), "seconds": time.perf_counter() - t0}
             self._append_history(epoch + 1, values)
             self._print_values(epoch + 1, values)
         self.__dict__.pop("_ph_cache", None)
         return self
+
+    @property
+    def epochs_trained_(self) -> int:
+        """Epochs of training so far (across warm starts and model files)."""
+        self._fitted()
+        return int(getattr(self, "_epochs_trained", len(self.history_.get("epoch", []))))
 
     def _train_rmse(self) -> float:
         case, vis, r, _, _ = self._case_vis()
@@ -306,7 +336,10 @@ class RatingsRBM(BoltzmannEstimator):
         return self._ph_cache
 
     def _predict_index(self, case: Tensor, vis: Tensor, chunk: int = 65536) -> np.ndarray:
-        ph = self._hidden_probs()
+        return self._expected(case, vis, self._hidden_probs(), chunk)
+
+    def _expected(self, case: Tensor, vis: Tensor, ph: Tensor, chunk: int = 65536) -> np.ndarray:
+        """E[r] (binary: p(like)) of visible ``vis`` given the hidden probabilities ``ph[case]``."""
         m = self.model_
         K = self._K
         values = torch.arange(K, dtype=ph.dtype, device=ph.device) + (0.0 if self.binary else 1.0)
@@ -359,23 +392,51 @@ class RatingsRBM(BoltzmannEstimator):
         pred = (self.predict(a) >= 0.5).astype(np.float64)
         return float(np.mean(np.abs(pred - self._targets(a[:, 2]))))
 
-    def recommend(self, user, n: int = 10, exclude_rated: bool = True) -> list[tuple[int, float]]:
+    def recommend(self, user, n: int = 10, exclude_rated: bool = True, *,
+                  ratings=None) -> list[tuple[int, float]]:
         """The ``n`` items with the highest predicted rating (p(like)) for ``user``, best first, as
         (item id, prediction) pairs; items the user rated in training are left out unless
-        ``exclude_rated`` is False.  An unknown user gets the items by mean training rating."""
+        ``exclude_rated`` is False.  An unknown user gets the items by mean training rating.
+
+        ``ratings``: (m, 2) rows item id, rating (1..n_ratings) of a new user, not necessarily seen
+        in ``fit`` ("fold-in", user-based models only): the user's hidden units are computed from
+        these ratings alone with the trained weights, ``user`` is ignored (may be None), and with
+        ``exclude_rated`` the items in ``ratings`` are left out.  Items unknown to the model are
+        ignored in ``ratings``."""
         self._fitted()
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        if isinstance(user, bool) or not isinstance(user, numbers.Integral):
-            raise ValueError(f"user must be an integer id, got {user!r}")
         items = self.item_ids_
-        pred = self.predict(np.stack([np.full(len(items), int(user)), items], 1))
         keep = np.ones(len(items), bool)
-        if exclude_rated:
-            pos = np.searchsorted(self.user_ids_, user)
-            if pos < self.n_users_ and self.user_ids_[pos] == user:
-                u, i, _ = self._data
-                keep[i[u == pos]] = False
+        if ratings is not None:
+            if self.item_based:
+                raise ValueError("recommend(ratings=...) needs a user-based model (item_based=False): "
+                                 "the I-RBM has no weights for a user it was not trained on")
+            a = _int_array(ratings, "ratings", (2,))
+            a = check_ratings(np.column_stack([np.zeros(len(a), np.int64), a]), self.n_ratings, "ratings")
+            if len(np.unique(a[:, 1])) != len(a):
+                raise ValueError("ratings contains the same item more than once")
+            pos = np.minimum(np.searchsorted(items, a[:, 1]), len(items) - 1)
+            known = items[pos] == a[:, 1]
+            dev = self.device
+            with torch.no_grad():
+                vis = torch.as_tensor(pos[known], device=dev)
+                ph = torch.sigmoid(self.model_.hidden_input_onehot(
+                    torch.zeros(len(vis), dtype=torch.int64, device=dev), vis,
+                    torch.as_tensor(self._targets(a[known, 2]), device=dev), 1))
+                pred = self._expected(torch.zeros(len(items), dtype=torch.int64, device=dev),
+                                      torch.arange(len(items), device=dev), ph)
+            if exclude_rated:
+                keep[pos[known]] = False
+        else:
+            if isinstance(user, bool) or not isinstance(user, numbers.Integral):
+                raise ValueError(f"user must be an integer id, got {user!r}")
+            pred = self.predict(np.stack([np.full(len(items), int(user)), items], 1))
+            if exclude_rated:
+                pos = np.searchsorted(self.user_ids_, user)
+                if pos < self.n_users_ and self.user_ids_[pos] == user:
+                    u, i, _ = self._data
+                    keep[i[u == pos]] = False
         idx = np.flatnonzero(keep)
         idx = idx[np.argsort(-pred[idx], kind="stable")][:n]
         return [(int(items[j]), float(pred[j])) for j in idx]
@@ -407,7 +468,7 @@ class RatingsRBM(BoltzmannEstimator):
     # ------------------------------------------------------------------ model files
     def _model_config(self) -> dict[str, Any]:
         return {"n_users": int(self.n_users_), "n_items": int(self.n_items_),
-                "global_mean": self.global_mean_}
+                "global_mean": self.global_mean_, "epochs_trained": self.epochs_trained_}
 
     @classmethod
     def _expected_shapes(cls, config: dict) -> dict[str, Any]:
@@ -419,7 +480,9 @@ class RatingsRBM(BoltzmannEstimator):
                 raise ValueError(f"model file declares an invalid {name}: {v!r}")
         return {"model.W": (nv, K, nh), "model.vb": (nv, K), "model.hb": (nh,), "rng?": None,
                 "data.user_ids": None, "data.item_ids": None, "data.u": None, "data.i": None,
-                "data.r": None, "data.item_mean": None, "params.*": None, "trainer.*": None}
+                "data.r": None, "data.item_mean": None, "params.*": None, "trainer.*": None,
+                "trainer.velocity.W?": (nv, K, nh), "trainer.velocity.vb?": (nv, K),
+                "trainer.velocity.hb?": (nh,)}
 
     def _make_model(self, config: dict, state: dict[str, Tensor]) -> RatingsRBMModel:
         return RatingsRBMModel(config["n_features_in"], self._K, self.n_hidden)
@@ -434,12 +497,19 @@ class RatingsRBM(BoltzmannEstimator):
                           ("r", r)):
             tensors[f"data.{name}"] = torch.as_tensor(np.ascontiguousarray(arr, dtype=np.int64))
         tensors["data.item_mean"] = torch.as_tensor(np.asarray(self.item_mean_, dtype=np.float64))
+        # momentum buffers: without them a resumed fit would differ from an uninterrupted one
+        vel = getattr(self, "_vel", None)
+        if vel is not None:
+            for name, v in zip(("W", "vb", "hb"), vel):
+                tensors[f"trainer.velocity.{name}"] = v.detach().contiguous()
         return config, tensors
 
     @classmethod
     def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
         data = {k[5:]: v.numpy() for k, v in tensors.items() if k.startswith("data.")}
-        rest = {k: v for k, v in tensors.items() if not k.startswith("data.")}
+        vel = {k[len("trainer.velocity."):]: v for k, v in tensors.items() if k.startswith("trainer.velocity.")}
+        rest = {k: v for k, v in tensors.items()
+                if not k.startswith("data.") and not k.startswith("trainer.velocity.")}
         est = super()._from_state(config, rest, device=device)
         nu, ni = config["n_users"], config["n_items"]
         uid, iid, u, i, r = (data[k] for k in ("user_ids", "item_ids", "u", "i", "r"))
@@ -450,6 +520,22 @@ class RatingsRBM(BoltzmannEstimator):
                 or r.min() < 0 or r.max() >= est._K or data["item_mean"].shape != (ni,)):
             raise ValueError("inconsistent training data in the model file")
         est._set_data(uid, iid, u, i, r)
+        ep = config.get("epochs_trained", len(est.history_.get("epoch", [])))
+        if isinstance(ep, bool) or not isinstance(ep, int) or ep < 0:
+            raise ValueError(f"model file declares an invalid epochs_trained: {ep!r}")
+        est._epochs_trained = ep
+        if vel:
+            m = est.model_
+            if sorted(vel) != ["W", "hb", "vb"]:
+                raise ValueError(f"model file holds an incomplete set of velocities: {sorted(vel)}")
+            out = []
+            for name, p in (("W", m.W), ("vb", m.vb), ("hb", m.hb)):
+                v = vel[name]
+                if v.shape != p.shape or v.dtype != p.dtype or not torch.isfinite(v).all():
+                    raise ValueError(f"velocity {name!r} does not match its parameter (shape, dtype) or is "
+                                     "not finite")
+                out.append(v.to(est.device).clone())
+            est._vel = out
         return est
 
 

@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .movielens import run_movielens
 from .rbm_mnist import run_rbm_mnist
 from .rbm_mnist_likelihood import run_rbm_mnist_likelihood
 
 EXPERIMENTS: dict[str, Callable[..., dict]] = {
     "rbm-mnist": run_rbm_mnist,
     "rbm-mnist-likelihood": run_rbm_mnist_likelihood,
+    "movielens": run_movielens,
 }
 
 __all__ = ["EXPERIMENTS", "run"]
