@@ -22,6 +22,9 @@ from .units import Units, units_config
 __all__ = ["BoltzmannEstimator"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: trainer state tensors saved in model files besides the optimizer state and the chains:
+#: the damped hidden activity of the sparsity penalty, a DBM's centering offsets
+_TRAINER_TENSORS = ("hidden_activity", "offsets")
 
 
 def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> None:
@@ -345,8 +348,9 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                         opt_keys.setdefault(str(idx), {})[key] = val
             for key, val in st["chains"].items():
                 tensors[f"trainer.chains.{key}"] = val
-            if st.get("hidden_activity") is not None:
-                tensors["trainer.hidden_activity"] = st["hidden_activity"]
+            for key in _TRAINER_TENSORS:
+                if st.get(key) is not None:
+                    tensors[f"trainer.{key}"] = st[key]
             trainer = {"epoch": st["epoch"], "optimizer_param_groups": opt["param_groups"],
                        "optimizer_state": opt_keys}
         if hasattr(self, "_rng"):
@@ -417,7 +421,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 "epoch": int(tr["epoch"]),
                 "optimizer": {"state": opt_state, "param_groups": tr["optimizer_param_groups"]},
                 "chains": chains,
-                "hidden_activity": tensors.get("trainer.hidden_activity"),
+                **{key: tensors.get(f"trainer.{key}") for key in _TRAINER_TENSORS},
             }
         return est
 

@@ -143,21 +143,42 @@ class DBMModel(nn.Module):
 
     # -- the likelihood gradient -------------------------------------------------------------
     def write_gradient(self, pos: Sequence[Tensor], neg: Sequence[Tensor], *, momentum: float = 0.0,
-                       w_pos: Tensor | None = None, w_neg: Tensor | None = None) -> None:
+                       w_pos: Tensor | None = None, w_neg: Tensor | None = None,
+                       offsets: Sequence[Tensor] | None = None) -> None:
         """``.grad`` <- momentum ``.grad`` + <dE/dtheta>_pos - <dE/dtheta>_neg, with ``pos`` the
         mean-field means given the data and ``neg`` the particles' states (or exact weighted states);
-        rows weighted by ``w_*`` when given, else averaged."""
+        rows weighted by ``w_*`` when given, else averaged.
+
+        With ``offsets`` mu_l (one per layer, in statistic space) this is the *centered* gradient
+        (Montavon & Mueller 2012; Melchior, Fischer & Wiskott 2016) written for these uncentered
+        parameters: in the centered energy -sum_l (T_l - mu_l)^T W~_l (T_(l+1) - mu_(l+1)) - sum_l b~_l.T_l
+        the gradients are G_l = <(T_l - mu_l)(T_(l+1) - mu_(l+1))^T> differences and the plain bias
+        gradients g~_l; since b_l = b~_l - W_l mu_(l+1) - W_(l-1)^T mu_(l-1), the same step in the
+        uncentered parameters has W-gradient G_l and bias gradient g~_l - G_l mu_(l+1) - G_(l-1)^T mu_(l-1).
+        Only for layers whose bias is the natural parameter (``linear_bias``).
+        """
+        corr: list[Tensor | None] = [None] * self.n_layers
         with torch.no_grad():
             for l, W in enumerate(self.W):
                 tp_lo, tp_hi = self.layers[l].statistic(pos[l]), self.layers[l + 1].statistic(pos[l + 1])
                 tn_lo, tn_hi = self.layers[l].statistic(neg[l]), self.layers[l + 1].statistic(neg[l + 1])
+                if offsets is not None:
+                    tp_lo, tn_lo = tp_lo - offsets[l], tn_lo - offsets[l]
+                    tp_hi, tn_hi = tp_hi - offsets[l + 1], tn_hi - offsets[l + 1]
                 tn_lo = tn_lo / neg[0].shape[0] if w_neg is None else tn_lo * w_neg[:, None]
                 tp_lo = tp_lo / -pos[0].shape[0] if w_pos is None else tp_lo * -w_pos[:, None]
+                lo, hi = torch.cat([tn_lo, tp_lo]), torch.cat([tn_hi, tp_hi])
                 if W.grad is None:
                     W.grad = torch.zeros_like(W)
-                W.grad.addmm_(torch.cat([tn_lo, tp_lo]).T, torch.cat([tn_hi, tp_hi]), beta=momentum)
+                W.grad.addmm_(lo.T, hi, beta=momentum)
+                if offsets is not None:  # G_l mu_(l+1) and G_l^T mu_l as matrix-vector products
+                    below, above = lo.T @ (hi @ offsets[l + 1]), hi.T @ (lo @ offsets[l])
+                    corr[l] = below if corr[l] is None else corr[l] + below
+                    corr[l + 1] = above if corr[l + 1] is None else corr[l + 1] + above
         for l, units in enumerate(self.layers):
             units.write_gradient(pos[l], neg[l], w_pos, w_neg, momentum)
+            if corr[l] is not None:
+                units.bias.grad.sub_(corr[l])
 
     def extra_repr(self) -> str:
         return "sizes=" + "-".join(str(s) for s in self.sizes)

@@ -59,6 +59,8 @@ class DBMTrainingConfig:
     sparsity_cost: list | None = None
     sparsity_damping: float = 0.9
     particles_from_data: bool = True
+    centering: bool = False
+    centering_rate: float = 0.01
     optimizer: Any = "sgd"
 
 
@@ -69,6 +71,7 @@ class DBMTrainer(TrainerBase):
         super().__init__(model, config, generator)
         self.particles: list[Tensor] | None = None
         self.mf_updates: list[float] = []  # mean mean-field sweeps per batch, per epoch
+        self.offsets: list[Tensor] | None = None  # centering: moving averages of <T_l> under the data
         self.n_particles = config.n_particles  # over all ranks
         self.n_local = config.n_particles
         if self.group is not None:
@@ -83,6 +86,27 @@ class DBMTrainer(TrainerBase):
     def _load_chains(self, chains: dict[str, Tensor]) -> None:
         if chains:
             self.particles = [chains[f"x{l}"] for l in range(self.model.n_layers)]
+
+    def _local_state(self) -> dict[str, Any]:
+        state = super()._local_state()
+        if self.offsets is not None:
+            state["offsets"] = torch.cat(self.offsets)
+        return state
+
+    def _load_local_state(self, state: dict[str, Any]) -> None:
+        super()._load_local_state(state)
+        flat = state.get("offsets")
+        if flat is not None and tuple(flat.shape) != (sum(self.model.sizes),):
+            raise ValueError(f"saved centering offsets have shape {tuple(flat.shape)}, the layers need "
+                             f"({sum(self.model.sizes)},)")
+        self.offsets = None if flat is None else list(flat.clone().split(self.model.sizes))
+
+    def _init_offsets(self, X: Tensor) -> None:
+        """Offsets from the data: <T_0(v)> and the layers' means after one bottom-up pass (the same
+        on every rank: every rank holds all of X)."""
+        m = self.model
+        x = m.upward_init(X[:5000])
+        self.offsets = [u.statistic(xl).mean(0) for u, xl in zip(m.layers, x)]
 
     def _init_particles(self, X: Tensor) -> None:
         c, m, g = self.config, self.model, self.sampler
@@ -103,9 +127,13 @@ class DBMTrainer(TrainerBase):
         pos, n_mf = m.mean_field(v, max_updates=c.max_mf_updates, tol=c.mf_tol, damping=c.mf_damping)
         self.particles, _ = m.gibbs(self.particles, k, generator=g)
         w_pos, w_neg, momentum = self._write_weights(v.shape[0], n_global, self.n_local, self.n_particles, v)
-        m.write_gradient(pos, self.particles, momentum=momentum, w_pos=w_pos, w_neg=w_neg)
+        m.write_gradient(pos, self.particles, momentum=momentum, w_pos=w_pos, w_neg=w_neg,
+                         offsets=self.offsets if c.centering else None)
         sparse = c.sparsity_target is not None
-        means = self._sync(list(pos) if sparse else [], n_global)
+        rows = list(pos) if sparse else []
+        if c.centering:
+            rows += [u.statistic(x) for u, x in zip(m.layers, pos)]
+        means = self._sync(rows, n_global)
         if c.l2:
             for W in m.W:
                 W.grad.add_(W.detach(), alpha=c.l2)
@@ -129,6 +157,9 @@ class DBMTrainer(TrainerBase):
             with torch.no_grad():
                 for W in m.W:
                     W.mul_(c.max_norm / W.norm(dim=0, keepdim=True).clamp_min_(c.max_norm))
+        if c.centering:  # the model is uncentered: moving the offsets changes nothing but the next gradients
+            for mu, mean in zip(self.offsets, means[-m.n_layers:]):
+                mu.lerp_(mean, c.centering_rate)
         return n_mf
 
     def run_epoch(self, X: Tensor) -> None:
@@ -138,6 +169,8 @@ class DBMTrainer(TrainerBase):
         with torch.no_grad():
             if self.particles is None:
                 self._init_particles(X)
+            if self.config.centering and self.offsets is None:
+                self._init_offsets(X)
             for v, n in batches(X, self.config.batch_size, self.generator, self.group):
                 total += self.step(v, k, n)
                 count += 1
@@ -165,8 +198,14 @@ class DBM(BoltzmannEstimator):
     pretrain_params : hyperparameters for the pretraining RBMs (a dict, or a list of dicts, one
         per layer), e.g. ``{"epochs": 20, "learning_rate": 0.05}``.
     particles_from_data : start the particles at random training rows (else at random states).
+    centering : the centered gradient (Montavon & Mueller 2012; Melchior et al. 2016) with offsets
+        that follow the data means of every layer's statistic (rate 0.01), started from the data
+        and a bottom-up pass; the model itself stays an ordinary DBM (see ``DBMModel.write_gradient``).
+        For unit types whose bias is the natural parameter (Bernoulli, softmax, multinomial).
     metrics : "auto" (reconstruction error; exact log-likelihood for tiny models), None, or a list of
         "reconstruction_error", "log_likelihood".
+    log_dir : TensorBoard logs of joint training (metrics, parameter and update histograms, each
+        hidden layer's mean-field activations, first-layer filters and the particles' visible means).
     """
 
     _COPIED_PARAM_DEFAULT = {"pretrain": False}
@@ -177,8 +216,9 @@ class DBM(BoltzmannEstimator):
                  mf_damping: float = 0.0, l2: float = 2e-4, max_norm: float | None = None,
                  sparsity_target: Any = None, sparsity_cost: Any = 0.0, sparsity_damping: float = 0.9,
                  pretrain: Any = True, pretrain_params: Any = None, particles_from_data: bool = True,
+                 centering: bool = False,
                  W_init: float = 0.01, optimizer: Any = "sgd", metrics: Any = "auto", metrics_every: int = 1,
-                 checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
+                 log_dir: str | None = None, checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
                  random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
                  verbose: int = 0) -> None:
         self.n_hidden = n_hidden
@@ -201,10 +241,12 @@ class DBM(BoltzmannEstimator):
         self.pretrain = pretrain
         self.pretrain_params = pretrain_params
         self.particles_from_data = particles_from_data
+        self.centering = centering
         self.W_init = W_init
         self.optimizer = optimizer
         self.metrics = metrics
         self.metrics_every = metrics_every
+        self.log_dir = log_dir
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
         self.warm_start = warm_start
@@ -241,6 +283,8 @@ class DBM(BoltzmannEstimator):
             if t is not None and not (isinstance(t, numbers.Real) and 0 < t < 1):
                 raise ValueError(f"sparsity_target must be None or in (0, 1), got {self.sparsity_target!r}")
         _per_layer(self.sparsity_cost, L, "sparsity_cost")
+        if self.centering not in (True, False):
+            raise ValueError(f"centering must be True or False, got {self.centering!r}")
         if not (self.pretrain in (True, False) or isinstance(self.pretrain, (list, tuple))):
             raise ValueError("pretrain must be True, False or a list of fitted RBMs")
         metrics = () if self.metrics is None else (self.metrics,) if isinstance(self.metrics, str) else self.metrics
@@ -262,7 +306,7 @@ class DBM(BoltzmannEstimator):
             sparsity_target=None if all(t is None for t in targets) else targets,
             sparsity_cost=[float(c) for c in _per_layer(self.sparsity_cost, L, "sparsity_cost")],
             sparsity_damping=float(self.sparsity_damping), particles_from_data=self.particles_from_data,
-            optimizer=self.optimizer)
+            centering=bool(self.centering), optimizer=self.optimizer)
 
     # ------------------------------------------------------------------ construction
     def _layers(self, n_visible: int) -> list:
@@ -273,6 +317,9 @@ class DBM(BoltzmannEstimator):
 
     def _build(self, X: Tensor) -> None:
         model = DBMModel(self._layers(X.shape[1])).to(dtype=self._torch_dtype, device=self.device)
+        if self.centering and not all(u.linear_bias for u in model.layers):
+            raise ValueError("centering needs unit types whose bias is the natural parameter (Bernoulli, softmax, "
+                             "multinomial); got " + ", ".join(type(u).__name__ for u in model.layers))
         g = self._generator()
         if self.pretrain is True:
             self._compose(model, self._pretrain(X))
@@ -379,6 +426,16 @@ class DBM(BoltzmannEstimator):
                     values[f"{split}_log_likelihood"] = float(
                         estimate.exact_log_likelihood(self.model_, data, log_z).mean())
         self._append_history(epoch, values)
+        if self._logger is not None:
+            m, rows = self.model_, X[:METRIC_ROWS]
+            q = self._mean_field(rows)
+            particles = self.trainer_.particles
+            seen = None
+            if particles is not None:
+                x1 = [None, particles[1][:64]] + [None] * (m.n_layers - 2)
+                seen = m.layers[0].mean(m.layer_input(x1, 0))
+            self._logger.log_epoch(epoch, values, m, m.W[0].T, {f"layer{l}": q[l] for l in range(1, m.n_layers)},
+                                   seen)
         self._print_values(epoch, values)
 
     # ------------------------------------------------------------------ inference

@@ -253,7 +253,8 @@ class RBM(BoltzmannEstimator):
             with torch.no_grad():
                 particles = m.visible_mean(chains[:64]) if chains is not None else m.visible_mean(
                     m.hidden_mean(X[:64]))
-            self._logger.log_epoch(epoch, values, m, rows["train"], particles)
+                hidden = m.hidden_mean(rows["train"])
+            self._logger.log_epoch(epoch, values, m, m.W.T, {"hidden": hidden}, particles)
         self._print_values(epoch, values)
 
     # ------------------------------------------------------------------ inference

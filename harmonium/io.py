@@ -4,7 +4,7 @@ Layout of ``model.safetensors``:
 
 * tensors: the torch model's state (``model.W``, ``model.visible.bias``, ...), the training
   state (``trainer.optimizer.state.<i>.<key>``, ``trainer.chains.<name>``,
-  ``trainer.hidden_activity``) and the random generator state (``rng``);
+  ``trainer.hidden_activity``, a DBM's ``trainer.offsets``) and the random generator state (``rng``);
 * metadata (the safetensors header's ``__metadata__``, strings only): ``format`` =
   "harmonium", ``format_version``, and ``config``: JSON with the estimator class, its
   hyperparameters, the unit types, the training history and the non-tensor training state.

@@ -45,7 +45,11 @@ class TensorBoardLogger:
                           normalize="each" if normalize else None)
         return np.nan_to_num(img, nan=0.0).clip(0, 1)[None]  # CHW
 
-    def log_epoch(self, epoch: int, values: dict[str, float], model, X: Tensor, particles: Tensor | None) -> None:
+    def log_epoch(self, epoch: int, values: dict[str, float], model: torch.nn.Module, filters: Tensor,
+                  activations: dict[str, Tensor], particles: Tensor | None) -> None:
+        """One recorded epoch: ``values`` as scalars, ``model``'s parameters (and their change) and
+        ``activations`` (name -> hidden activation probabilities) as histograms, ``filters`` (one
+        visible-sized row per filter) and the visible ``particles`` as tiles."""
         w = self.writer
         for key, val in values.items():
             split, _, name = key.partition("_")
@@ -58,11 +62,11 @@ class TensorBoardLogger:
             if prev is not None:
                 w.add_histogram(f"updates/{name}", (p - prev).cpu(), epoch)
             self._previous[name] = p.clone()
-        with torch.no_grad():
-            w.add_histogram("hidden/activation_probability", model.hidden_mean(X).cpu(), epoch)
-        shape = self.image_shape or _square(model.n_visible)
+        for name, a in activations.items():
+            w.add_histogram(f"{name}/activation_probability", a.detach().cpu(), epoch)
+        shape = self.image_shape or _square(filters.shape[1])
         if shape is not None:
-            w.add_image("filters", self._tiles(model.W.T, shape, normalize=True), epoch)
+            w.add_image("filters", self._tiles(filters, shape, normalize=True), epoch)
             if particles is not None:
                 w.add_image("negative_particles", self._tiles(particles, shape, normalize=False), epoch)
         w.flush()

@@ -7,7 +7,7 @@ import torch
 import harmonium as hm
 from harmonium import estimate
 from harmonium.dbm import DBMModel
-from harmonium.units import Bernoulli, Softmax
+from harmonium.units import Bernoulli
 
 from conftest import all_states, bars_and_stripes
 
@@ -115,6 +115,56 @@ def test_gradient_model_term_is_the_log_z_gradient():
         assert torch.allclose(p.grad, b + a, atol=1e-10), name  # <dE>_pos - <dE>_model, <dE>_model = -dlogZ
 
 
+def test_centered_gradient_is_the_centered_models_step_in_uncentered_parameters():
+    """A step along the centered gradient (written for the ordinary parameters) moves the model to
+    exactly where the same step in the centered parameters (W~, b~; offsets mu) takes it."""
+    m = make_dbm(scale=0.5)
+    g = torch.Generator().manual_seed(1)
+    mu = [torch.rand(u.n, generator=g, dtype=torch.float64) for u in m.layers]
+    x, E = joint(m)
+    w = torch.softmax(-E, 0)
+    pos = [torch.rand(11, u.n, generator=g, dtype=torch.float64) for u in m.layers]  # mean-field-like means
+    m.write_gradient(pos, x, w_neg=w, offsets=mu)
+    eps = 0.1
+    Ws = [W.detach().clone() for W in m.W]
+    bs = [u.bias.detach().clone() for u in m.layers]
+    # centered coordinates: b~_l = b_l + W_l mu_(l+1) + W_(l-1)^T mu_(l-1); gradients computed directly
+    L = m.n_layers
+
+    def to_centered(Ws, bs):
+        return [bs[l] + (Ws[l] @ mu[l + 1] if l < L - 1 else 0) + (Ws[l - 1].T @ mu[l - 1] if l > 0 else 0)
+                for l in range(L)]
+
+    bt = to_centered(Ws, bs)
+    G = [-(((pos[l] - mu[l]).T @ (pos[l + 1] - mu[l + 1])) / 11
+           - ((x[l] - mu[l]) * w[:, None]).T @ (x[l + 1] - mu[l + 1])) for l in range(L - 1)]
+    gb = [-(pos[l].mean(0) - w @ x[l]) for l in range(L)]
+    Ws_new = [W - eps * Gl for W, Gl in zip(Ws, G)]
+    bt_new = [b - eps * gl for b, gl in zip(bt, gb)]
+    # back to ordinary biases with the new weights
+    back = [bt_new[l] - (Ws_new[l] @ mu[l + 1] if l < L - 1 else 0) - (Ws_new[l - 1].T @ mu[l - 1] if l > 0 else 0)
+            for l in range(L)]
+    for l in range(L - 1):
+        torch.testing.assert_close(Ws[l] - eps * m.W[l].grad, Ws_new[l], atol=1e-12, rtol=0)
+    for l in range(L):
+        torch.testing.assert_close(bs[l] - eps * m.layers[l].bias.grad, back[l], atol=1e-12, rtol=0)
+    # and it differs from the plain gradient (the test can fail)
+    plain = make_dbm(scale=0.5)
+    plain.write_gradient(pos, x, w_neg=w)
+    assert (plain.layers[1].bias.grad - m.layers[1].bias.grad).abs().max() > 1e-3
+
+
+def test_centered_gradient_with_zero_offsets_is_the_plain_gradient():
+    m, plain = make_dbm(scale=0.5), make_dbm(scale=0.5)
+    x, E = joint(m)
+    w = torch.softmax(-E, 0)
+    pos = [xl[:3] for xl in x]
+    m.write_gradient(pos, x, w_neg=w, offsets=[torch.zeros(u.n, dtype=torch.float64) for u in m.layers])
+    plain.write_gradient(pos, x, w_neg=w)
+    for a, b in zip(m.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-14, rtol=0)
+
+
 BARS = np.tile(bars_and_stripes(3), (10, 1))
 
 
@@ -131,9 +181,29 @@ def test_dbm_training_raises_the_exact_likelihood():
     assert s.shape == (5, 9) and set(np.unique(s)) <= {0.0, 1.0}
 
 
-def test_dbm_save_load_resume_bit_identical(tmp_path):
+def test_centered_dbm_trains_and_keeps_its_offsets():
+    est = hm.DBM(n_hidden=(8, 4), epochs=60, batch_size=14, learning_rate=0.02, momentum=0.5, centering=True,
+                 n_particles=50, n_gibbs_steps=3, pretrain_params={"epochs": 50, "learning_rate": 0.05},
+                 random_state=0, dtype="float64", metrics_every=20).fit(BARS)
+    ll = est.history_["train_log_likelihood"]
+    assert ll[-1] > -5.0, ll
+    mu = est.trainer_.offsets
+    assert [tuple(o.shape) for o in mu] == [(9,), (8,), (4,)]
+    torch.testing.assert_close(mu[0], torch.as_tensor(BARS.mean(0)), atol=0.05, rtol=0)  # follows the data
+
+
+def test_centering_rejects_gaussian_layers():
+    X = np.random.default_rng(0).normal(size=(20, 7))
+    with pytest.raises(ValueError, match="centering needs"):
+        hm.DBM(n_hidden=(5, 3), visible="gaussian", centering=True, pretrain=False, epochs=1).fit(X)
+    with pytest.raises(ValueError, match="centering must be"):
+        hm.DBM(centering="yes").fit(BARS)
+
+
+@pytest.mark.parametrize("centering", [False, True])
+def test_dbm_save_load_resume_bit_identical(tmp_path, centering):
     kw = dict(n_hidden=(5, 3), batch_size=7, n_particles=11, pretrain_params={"epochs": 2}, random_state=2,
-              metrics=None)
+              metrics=None, centering=centering)
     straight = hm.DBM(epochs=4, **kw).fit(BARS)
     first = hm.DBM(epochs=2, **kw).fit(BARS)
     first.save(tmp_path / "d.safetensors")

@@ -127,6 +127,28 @@ def test_dbn_fine_tuned(digits):
     assert clf.score(Xte, yte) > 0.85
 
 
+# bigger pretrained models and dropout 0.5: the issue's >= 95 % on these binarised digits.  Measured
+# over fine-tuning seeds 0-5 (one pretrained model each): DBN 0.962-0.978, DBM 0.960-0.969; random
+# initialisation of the same 256-256 network 0.947-0.951.
+STRONG = dict(learning_rate=3e-3, dropout=0.5, patience=30, epochs=300)
+
+
+def test_dbn_fine_tuned_reaches_95_percent(digits):
+    Xtr, Xte, ytr, yte = digits
+    dbn = hm.DBN(n_hidden=(256, 256), rbm_params={"epochs": 30, "learning_rate": 0.05, "batch_size": 10},
+                 random_state=0).fit(Xtr)
+    assert FineTunedClassifier(dbn, random_state=0, **STRONG).fit(Xtr, ytr).score(Xte, yte) >= 0.95
+
+
+def test_dbm_fine_tuned_reaches_95_percent(digits):
+    Xtr, Xte, ytr, yte = digits
+    dbm = hm.DBM(n_hidden=(256, 128), epochs=10, batch_size=20, learning_rate=0.005, max_mf_updates=10,
+                 pretrain_params={"epochs": 20}, random_state=0).fit(Xtr)
+    clf = FineTunedClassifier(dbm, random_state=0, **STRONG).fit(Xtr, ytr)
+    assert clf.network_.n_extra > 0  # the input is augmented with the top layer's posterior
+    assert clf.score(Xte, yte) >= 0.95
+
+
 def test_dbm_input_augmentation(digits, dbm):
     Xtr, Xte, ytr, _ = digits
     clf = FineTunedClassifier(dbm, epochs=0, random_state=0).fit(Xtr, ytr)

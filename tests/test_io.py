@@ -155,3 +155,17 @@ def test_tensorboard_log_reads_back_with_expected_tags(tmp_path):
     assert {"parameters/W", "parameters/hidden.bias", "updates/W", "hidden/activation_probability"} <= set(
         tags["histograms"])
     assert {"filters", "negative_particles"} <= set(tags["images"])  # 9 visible units: 3 x 3 images
+
+
+def test_dbm_tensorboard_log_has_every_layer_and_the_particles(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    hm.DBM(n_hidden=(5, 3), epochs=2, n_particles=7, pretrain_params={"epochs": 1}, random_state=0,
+           log_dir=str(tmp_path / "tb")).fit(X[:50], X_val=X[50:])
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0, "images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/reconstruction_error", "val/reconstruction_error"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("train/reconstruction_error")] == [1, 2]
+    assert {"parameters/W.0", "parameters/W.1", "updates/W.0", "layer1/activation_probability",
+            "layer2/activation_probability"} <= set(tags["histograms"])
+    assert {"filters", "negative_particles"} <= set(tags["images"])
