@@ -7,6 +7,7 @@ For each configuration it measures, in this process and interleaved over several
   * the limit: the same matrix products a training update needs (CD-k: 2k + 3 products;
     PCD-k: the same; tempering: the products of all replicas), as bare torch calls;
   * harmonium's ``fit`` throughput (samples per second) on binary data;
+  * the same for a DBM's joint training step (mean field, particles, gradient);
 and, in a subprocess with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, scikit-learn's
 BernoulliRBM (PCD-1) on the same shapes.  Prints a table with the ratios.
 """
@@ -57,6 +58,46 @@ def harmonium_rate(n_hidden: int, batch: int, k: int, algo: str, dtype: str, n_r
     elif algo == "pt":
         kw.update(n_temperatures=4, n_chains=batch)
     est = hm.RBM(epochs=1, **kw).fit(X[: batch * 3])  # warm-up: allocations, first-call costs
+    est.set_params(warm_start=True, epochs=2)
+    t = time.perf_counter()
+    est.fit(X)
+    return n_rows / (time.perf_counter() - t)
+
+
+def dbm_limit_rate(sizes: tuple[int, ...], batch: int, n_particles: int, mf: int, k: int, dtype, reps: int) -> float:
+    """Samples/s of the bare matrix products of one DBM update (two hidden layers): the bottom-up
+    initialisation, ``mf`` mean-field sweeps, ``k`` Gibbs sweeps of the particles, the gradient."""
+    g = torch.Generator().manual_seed(0)
+    n0, n1, n2 = sizes
+    W0 = torch.randn(n0, n1, generator=g, dtype=dtype) * 0.01
+    W1 = torch.randn(n1, n2, generator=g, dtype=dtype) * 0.01
+    v = (torch.rand(batch, n0, generator=g) < 0.2).to(dtype)
+    p = [(torch.rand(n_particles, n, generator=g) < 0.5).to(dtype) for n in sizes]
+    G0, G1 = torch.zeros_like(W0), torch.zeros_like(W1)
+    t = time.perf_counter()
+    for _ in range(reps):
+        h1 = v @ W0 * 2
+        h2 = h1 @ W1
+        for _ in range(mf):
+            h1 = v @ W0 + h2 @ W1.T
+            h2 = h1 @ W1
+        x0, x1, x2 = p
+        for _ in range(k):
+            x1 = x0 @ W0 + x2 @ W1.T
+            x0, x2 = x1 @ W0.T, x1 @ W1
+        G0.addmm_(torch.cat([x0, v]).T, torch.cat([x1, h1]), beta=0.0)
+        G1.addmm_(torch.cat([x1, h1]).T, torch.cat([x2, h2]), beta=0.0)
+    return reps * batch / (time.perf_counter() - t)
+
+
+def dbm_harmonium_rate(sizes: tuple[int, ...], batch: int, n_particles: int, mf: int, k: int, dtype: str,
+                       n_rows: int) -> float:
+    g = torch.Generator().manual_seed(1)
+    X = (torch.rand(n_rows, sizes[0], generator=g) < 0.2).to(getattr(torch, dtype))
+    # mf_tol=0: exactly ``mf`` sweeps per batch, as in the limit
+    kw = dict(batch_size=batch, n_particles=n_particles, max_mf_updates=mf, mf_tol=0.0, n_gibbs_steps=k,
+              pretrain=False, metrics=None, random_state=0, dtype=dtype)
+    est = hm.DBM(sizes[1:], epochs=1, **kw).fit(X[: batch * 3])
     est.set_params(warm_start=True, epochs=2)
     t = time.perf_counter()
     est.fit(X)
@@ -118,6 +159,18 @@ def main() -> None:
         results.append(row)
         print(f"{name:34s} {lim:9.0f} {our:9.0f} {our / lim:6.2f} "
               f"{(f'{sk:10.0f}' if sk else ' ' * 10)} {(f'{our / sk:9.2f}' if sk else '')}", flush=True)
+    # the DBM's joint training step: 784-500-1000 (Salakhutdinov & Hinton's MNIST DBM), batch 100,
+    # 100 particles, 10 mean-field sweeps, 5 Gibbs sweeps
+    sizes, bs, n_part, mf, k = (N_VISIBLE, 500, 1000), 100, 100, 10, 5
+    n_rows = 600 if args.quick else 2000
+    lims, ours = [], []
+    for _ in range(rounds):
+        lims.append(dbm_limit_rate(sizes, bs, n_part, mf, k, torch.float32, max(3, n_rows // bs)))
+        ours.append(dbm_harmonium_rate(sizes, bs, n_part, mf, k, "float32", n_rows))
+    lim, our = statistics.median(lims), statistics.median(ours)
+    name = f"DBM step 784-500-1000 batch {bs} (mf {mf}, k {k})"
+    results.append({"config": name, "limit": lim, "harmonium": our, "ratio": our / lim, "sklearn": None})
+    print(f"{name:34s} {lim:9.0f} {our:9.0f} {our / lim:6.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

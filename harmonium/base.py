@@ -25,6 +25,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: trainer state tensors saved in model files besides the optimizer state and the chains:
 #: the damped hidden activity of the sparsity penalty, a DBM's centering offsets
 _TRAINER_TENSORS = ("hidden_activity", "offsets")
+#: rows validated at a time (bounds the temporary boolean masks of the support checks)
+_VALIDATE_ROWS = 8192
 
 
 def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> None:
@@ -86,7 +88,11 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         if self.random_state is not None and not isinstance(self.random_state,
                                                             (numbers.Integral, np.random.RandomState)):
             raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
-        torch.device(self.device)  # raises for a malformed device string
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda:0', got "
+                             f"{self.device!r} ({e})") from None
 
     def _append_history(self, epoch: int, values: dict[str, float]) -> None:
         """Add one recorded epoch to ``history_`` (None where a metric was not computed); under a
@@ -122,12 +128,14 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         if resume:
             self._resume_from(self.checkpoint_path)
             warm = True
+        Xt = self._to_tensor(X)  # converted once: the training data is the largest thing in memory
         if not warm:
             for attr in ("_rng", "trainer_", "_trainer_state"):
                 self.__dict__.pop(attr, None)
-            self._build(self._to_tensor(X))
+            self._build(Xt)
         units = self._visible_units()
-        X = self._to_tensor(X, "X", units)
+        self._validate(Xt, "X", units)
+        X = Xt
         Xv = None if X_val is None else self._to_tensor(X_val, "X_val", units)
         self._join_group(X, built=not warm)
         trainer = self._trainer()
@@ -239,16 +247,23 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                             ensure_all_finite=True, input_name=what)
             if hasattr(a, "toarray"):
                 a = a.toarray()
-            t = torch.from_numpy(np.array(a, dtype=np_dtype, copy=True))
+            fresh = a is not X and a.base is None and a.flags.writeable  # check_array already copied
+            t = torch.from_numpy(a if fresh else np.array(a, dtype=np_dtype, copy=True))
         t = t.to(dtype=self._torch_dtype, device=self.device)
-        if units is not None:
-            if t.shape[1] != units.n:
-                raise ValueError(f"{what} has {t.shape[1]} features, but {type(self).__name__} is expecting "
-                                 f"{units.n} features as input")
-            units.validate(t, what)
-        elif not torch.isfinite(t).all():
-            raise ValueError(f"{what} contains NaN or infinite values")
+        self._validate(t, what, units)
         return t
+
+    def _validate(self, t: Tensor, what: str, units: Units | None) -> None:
+        """The feature count and the unit type's support (finiteness without ``units``), checked in
+        chunks of rows so that the temporary masks stay small next to the data."""
+        if units is not None and t.shape[1] != units.n:
+            raise ValueError(f"{what} has {t.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{units.n} features as input")
+        for chunk in t.split(_VALIDATE_ROWS):
+            if units is not None:
+                units.validate(chunk, what)
+            elif not torch.isfinite(chunk).all():
+                raise ValueError(f"{what} contains NaN or infinite values")
 
     # ------------------------------------------------------------------ construction
     def _generator(self) -> torch.Generator:
