@@ -12,6 +12,16 @@ from harmonium import io
 from harmonium.collaborative import RatingsRBM, RatingsRBMModel, bias_baseline, cd_statistics
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one torch thread is fastest, and immune to a busy shared machine
+    (with two threads on a loaded 2-core machine a 0.2 s test was seen taking 30 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def synthetic(seed=0, n_users=60, n_items=40, density=0.5):
     """Two groups of users; group A rates items 0..19 high and 20..39 low, group B the opposite."""
     rng = np.random.default_rng(seed)
@@ -392,12 +402,7 @@ def test_six_movie_example(seed):
     """Each group of fans turns on its own hidden unit (every fan of one group above 0.5 and every
     fan of the other below, on each unit); a new user who likes Harry Potter and LOTR 3 gets Avatar
     first with p(like) > 0.5 and every other movie < 0.5; an Oscar fan gets Titanic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = _six_movies()["main"](seed, verbose=False)
-    finally:
-        torch.set_num_threads(threads)
+    out = _six_movies()["main"](seed, verbose=False)
     h, groups = out["hidden"], np.array(out["groups"])
     fantasy, oscar = h[groups == "fantasy"], h[groups == "oscar"]
     j = int(np.argmax(fantasy.mean(0) - oscar.mean(0)))
