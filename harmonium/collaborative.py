@@ -24,6 +24,11 @@ item is a Bernoulli unit, implemented as the equivalent 2-way softmax. ``predict
 the probability of "like" and ``binary_mae`` the tutorial's error.
 
 ``score`` returns the RMSE (lower is better, *not* scikit-learn's greater-is-better convention).
+
+``recommend(None, ratings=[(item, rating), ...])`` recommends for a new user from their ratings
+alone ("fold-in": p(h | V) from the trained weights, user-based models).  ``warm_start=True``
+continues training a fitted or loaded model; model files hold the momentum buffers, the random
+generator and the epoch count, so a resumed fit is bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
