@@ -827,6 +827,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             lines.append("  labels   pretrained   random   (test accuracy %)")
             for row in r["few_labels"]:
                 lines.append(f"  {row['n_labels']:6d}   {row['pretrained_accuracy']:10.2f}   {row['random_accuracy']:6.2f}")
+    elif args.name == "movielens":
+        summary = r["summary"]
+        lines.append(f"  {'model':<14s} {'RMSE mean +- std':>20s}   (MovieLens 100K, folds {len(r['folds'])})")
+        for name, stats in summary.items():
+            if "rmse" in stats:
+                lines.append(f"  {name:<14s} {stats['rmse']['mean']:12.4f} +- {stats['rmse']['std']:.4f}")
+        for name, stats in summary.items():
+            if "binary_mae" in stats:
+                lines.append(f"  {name:<14s} binary MAE {stats['binary_mae']['mean']:.4f}")
     else:
         lines.append(f"  {res['config']['algorithm']}, {res['config']['n_hidden']} hidden, "
                      f"{res['config']['epochs']} epochs, {res['config']['betas']} betas")
@@ -1002,9 +1011,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="100k", choices=("100k", "1m"), help="MovieLens variant for the titles")
     p.add_argument("--data-dir", default=None, help="data folder for the titles (default: HARMONIUM_DATA)")
     p = add("experiment", cmd_experiment, "run a published-experiment reproduction (rbm-mnist, ...)", (),
-            "Run one reproduction of harmonium.experiments on real MNIST (HARMONIUM_DATA or --data-dir),\n"
-            "writing results.json, filters.png and samples.png to --out, and print its numbers.")
-    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist or rbm-mnist-likelihood")
+            "Run one reproduction of harmonium.experiments on real data (MNIST or MovieLens 100K, from\n"
+            "HARMONIUM_DATA or --data-dir), writing results.json (and pictures) to --out, and print its numbers.")
+    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist, rbm-mnist-likelihood or movielens")
     p.add_argument("--quick", action="store_true", help="a small, fast version (2000 rows, tiny model)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/experiments/NAME)")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import io
+from . import distributed, io
 from .base import BoltzmannEstimator, _schedule_ok
 from .learning import at_epoch
 
@@ -241,6 +241,9 @@ class RatingsRBM(BoltzmannEstimator):
         """Train on (n, 3) triples user id, item id, rating (integers, ratings in 1..n_ratings)."""
         self._check_params()
         a = check_ratings(X, self.n_ratings, "X")
+        group = distributed.current()  # data-parallel: every rank holds all ratings, takes its share of cases
+        if group is not None:
+            distributed.check_same_data(torch.as_tensor(a, dtype=torch.float64), "X")
         user_ids, u = np.unique(a[:, 0], return_inverse=True)
         item_ids, i = np.unique(a[:, 1], return_inverse=True)
         u, i = u.ravel(), i.ravel()
@@ -272,6 +275,8 @@ class RatingsRBM(BoltzmannEstimator):
                 # visible biases: log of each item's smoothed rating frequencies (Hinton's guide)
                 counts = np.bincount(vis * K + r, minlength=n_vis * K).reshape(n_vis, K) + 1.0
                 model.vb.copy_(torch.as_tensor(np.log(counts / counts.sum(1, keepdims=True)), dtype=dt))
+            if group is not None:
+                distributed.broadcast_(list(model.parameters()))
             self.model_ = model
             self.n_features_in_ = n_vis
             self.history_ = {"epoch": []}
@@ -284,22 +289,35 @@ class RatingsRBM(BoltzmannEstimator):
         if getattr(self, "_vel", None) is None:
             self._vel = [torch.zeros_like(p) for p in (model.W, model.vb, model.hb)]
         vel = self._vel
+        sampler = g
+        if group is not None:  # g shuffles (the same on every rank); each rank samples with its own stream
+            sampler = torch.Generator(device=g.device)
         for epoch in range(self._epochs_trained, self.epochs):
             t0 = time.perf_counter()
             lr, mom = at_epoch(self.learning_rate, epoch), at_epoch(self.momentum, epoch)
             kk, l2 = int(at_epoch(self.k, epoch)), at_epoch(self.l2, epoch)
+            if group is not None:  # peek at the shared stream without advancing it
+                state = g.get_state()
+                seed = int(torch.randint(2 ** 62, (1,), generator=g, device=g.device))
+                g.set_state(state)
+                sampler.manual_seed(seed + 1_000_003 * group.rank)
             perm = torch.randperm(n_cases, generator=g, device=dev)
             for s in range(0, n_cases, self.batch_size):
                 cb = perm[s:s + self.batch_size]
+                b = float(len(cb))  # the global batch
+                if group is not None:
+                    lo, hi = distributed.shard_bounds(len(cb), group)
+                    cb = cb[lo:hi]
                 cnt = counts[cb]
                 total = int(cnt.sum())
-                if total == 0:
+                if total == 0 and group is None:
                     continue
                 local = torch.repeat_interleave(torch.arange(len(cb), device=dev), cnt)
                 offs = torch.cumsum(cnt, 0) - cnt
                 idx = starts[cb][local] + torch.arange(total, device=dev) - offs[local]
-                st = cd_statistics(model, local, vis_t[idx], r_t[idx], len(cb), kk, g)
-                b = float(len(cb))
+                st = cd_statistics(model, local, vis_t[idx], r_t[idx], len(cb), kk, sampler)
+                if group is not None:  # sums over every rank's cases
+                    distributed.all_reduce_sum_(list(st.values()))
                 with torch.no_grad():
                     grads = ((st["pos_W"] - st["neg_W"]) / b - l2 * model.W,
                              (st["pos_vb"] - st["neg_vb"]) / b, (st["pos_hb"] - st["neg_hb"]) / b)

@@ -276,6 +276,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     # the library's input conversion and validation (uses dtype, device and _torch_dtype)
     _to_tensor = BoltzmannEstimator._to_tensor
+    _validate = BoltzmannEstimator._validate
 
     # ------------------------------------------------------------------ validation
     def _source(self):

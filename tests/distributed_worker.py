@@ -53,6 +53,22 @@ def finetune(optimizer: str):
                                validation_fraction=0.2, patience=10, random_state=1, dtype="float64").fit(X, y)
 
 
+def ratings_model():
+    """A user-based RatingsRBM on 40 users x 12 items of two tastes (about half the ratings missing)."""
+    from harmonium.collaborative import RatingsRBM
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for user in range(40):
+        taste = user % 2
+        for item in range(12):
+            if rng.random() < 0.5:
+                likes = (item < 6) == (taste == 0)
+                rows.append((user, item, int(np.clip(round(4.5 if likes else 1.5) + rng.integers(-1, 2), 1, 5))))
+    return RatingsRBM(n_hidden=4, epochs=60, batch_size=7, learning_rate=0.1, random_state=0,
+                      dtype="float64").fit(np.array(rows))
+
+
 def bars_and_stripes() -> np.ndarray:
     rows = []
     for bits in range(8):
@@ -122,6 +138,10 @@ def main(out_dir: str) -> None:
         net = finetune(optimizer).network_
         for i, p in enumerate(net.parameters()):
             tensors[f"finetune_{optimizer}.{i}"] = p.detach().clone()
+    ratings = ratings_model()
+    for i, p in enumerate(ratings.model_.parameters()):
+        tensors[f"ratings.{i}"] = p.detach().clone()
+    numbers["ratings_rmse"] = ratings.history_["train_rmse"][-1]
     # parameters stay identical on every rank
     W = train("pcd").model_.W.detach()
     gathered = distributed.gather_rows(W[None])

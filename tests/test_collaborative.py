@@ -435,3 +435,13 @@ def test_movielens_experiment_quick(tmp_path):
         assert 0.85 < s[name]["rmse"]["mean"] < 1.15 and 0 < s[name]["mae"]["mean"] < s[name]["rmse"]["mean"]
     assert 0 < s["binary"]["binary_mae"]["mean"] < 0.3
     assert res["results"]["folds"][0]["fold"] == "u1" and res["results"]["folds"][0]["n_test"] == 20000
+
+
+def test_movielens_experiment_on_the_command_line(tmp_path, capsys):
+    _movielens_or_skip()
+    from harmonium import cli
+
+    assert cli.main(["experiment", "movielens", "--quick", "--out", str(tmp_path / "ml")]) == 0
+    out = capsys.readouterr().out
+    assert "I-RBM" in out and "U-RBM" in out and "binary MAE" in out
+    assert (tmp_path / "ml" / "results.json").exists()

@@ -77,6 +77,19 @@ def test_fine_tuning_on_two_ranks_equals_one(two_ranks, optimizer):
         torch.testing.assert_close(tensors[f"finetune_{optimizer}.{i}"], p.detach(), atol=1e-5, rtol=0)
 
 
+def test_ratings_rbm_on_two_ranks_learns_as_well_as_one(two_ranks):
+    """Sampled CD on the cases split over ranks: the training RMSE of 2 ranks is that of 1 rank
+    within the spread of seeds (the two groups of tastes are learned either way)."""
+    tensors, numbers = two_ranks
+    one = worker.ratings_model()
+    rmse = one.history_["train_rmse"][-1]
+    assert rmse < 1.0, rmse  # learned: rating noise alone is about 0.8
+    assert abs(numbers["ratings_rmse"] - rmse) < 0.1, (numbers["ratings_rmse"], rmse)
+    for i, p in enumerate(one.model_.parameters()):
+        assert tensors[f"ratings.{i}"].shape == p.shape
+        assert not torch.equal(tensors[f"ratings.{i}"], p)  # other sampling streams: not a copy of one rank
+
+
 def test_ranks_with_different_data_are_told(two_ranks):
     assert "X differs between ranks" in two_ranks[1]["different_data_error"]
 
