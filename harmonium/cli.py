@@ -1068,7 +1068,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Under torchrun (a process group was created), every rank leaves together and the process
+    ends right after flushing its output: with torch 2.13's gloo backend the interpreter's
+    finalization now and then aborts ("terminate called without an active exception")."""
+    status = _run(argv)
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        if status == 0:  # a failed rank leaves at once: torchrun then stops the others
+            dist.barrier()
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
     debug = bool(os.environ.get("HARMONIUM_DEBUG"))
     parser = build_parser()
     try:
@@ -1103,10 +1120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(e).__name__}: {e}\n"
               f"{PROG}: this is a bug; set HARMONIUM_DEBUG=1 to see the traceback", file=sys.stderr)
         return 1
-    finally:
-        dist = sys.modules.get("torch.distributed")
-        if dist is not None and dist.is_available() and dist.is_initialized():  # the group torchrun's env made
-            dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

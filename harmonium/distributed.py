@@ -21,6 +21,7 @@ With one process (or no process group) none of this runs: ``current()`` is None.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -54,7 +55,8 @@ def current() -> Group | None:
     ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) when there is none yet; None for one process.
 
     The backend is gloo for CPU tensors and, where CUDA is available, nccl for GPU tensors
-    (``"cpu:gloo,cuda:nccl"``); under torchrun each process then uses GPU ``LOCAL_RANK``.
+    (``"cpu:gloo,cuda:nccl"``); under torchrun each process then uses GPU ``LOCAL_RANK``.  A group
+    created here is destroyed at interpreter exit (``atexit``); one you created is yours to close.
     """
     dist = _dist()
     if dist is None:
@@ -68,8 +70,15 @@ def current() -> Group | None:
             if "LOCAL_RANK" in os.environ:
                 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group(backend)
+        atexit.register(_destroy)  # a group we created is closed before the interpreter exits
     world = dist.get_world_size()
     return None if world == 1 else Group(dist.get_rank(), world)
+
+
+def _destroy() -> None:
+    dist = _dist()
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard_bounds(n: int, group: Group) -> tuple[int, int]:
