@@ -321,7 +321,7 @@ class Trainer(TrainerBase):
         if c.dropout:
             keep = torch.rand(v.shape, generator=g, dtype=v.dtype, device=v.device) >= c.dropout
             v = v * keep
-        pos = m.start(v, sample_h=c.sample_h_states, generator=g)
+        pos = m.start(v, sample_h=c.sample_h_states and self.phase.needs_positive_states, generator=g)
         neg = self.phase.negative(m, pos, k, sample_v=c.sample_v_states, sample_h=c.sample_h_states,
                                   generator=g)
         chains_global = n_global if isinstance(self.phase, ContrastiveDivergence) else self.n_chains

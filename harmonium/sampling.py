@@ -19,6 +19,9 @@ __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "Parallel
 class ContrastiveDivergence:
     """CD-k (Hinton 2002): chains start at the data and run k sweeps."""
 
+    #: whether ``negative`` reads the positive phase's sampled hidden states (else their means suffice)
+    needs_positive_states = True
+
     def negative(self, model: RBMModel, pos: GibbsState, k: int, *, sample_v: bool, sample_h: bool,
                  generator: torch.Generator | None) -> GibbsState:
         return model.gibbs(pos.h, k, sample_v=sample_v, sample_h=sample_h, generator=generator, last_h=False)
@@ -44,6 +47,11 @@ class PersistentContrastiveDivergence:
             raise ValueError(f"n_chains must be >= 1, got {n_chains}")
         self.n_chains = int(n_chains)
         self.h: Tensor | None = None
+
+    @property
+    def needs_positive_states(self) -> bool:
+        """Only to start the chains: afterwards the positive phase needs no hidden draws."""
+        return self.h is None
 
     def _init_chains(self, pos: GibbsState, n: int) -> Tensor:
         reps = -(-n // pos.h.shape[0])
