@@ -836,13 +836,25 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for name, stats in summary.items():
             if "binary_mae" in stats:
                 lines.append(f"  {name:<14s} binary MAE {stats['binary_mae']['mean']:.4f}")
-    else:
+    elif args.name == "grbm-patches":
+        lines.append(f"  Gaussian-Bernoulli RBM, {res['config']['n_hidden']} hidden, {res['config']['dims']} whitened "
+                     f"dimensions, {res['config']['n_train']} training / {res['config']['n_test']} test patches")
+        lo, hi = r["log_z_ais_interval"]
+        lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), reverse AIS {r['log_z_reverse_ais']:.3f}"
+                     + (f", exact {r['log_z_exact']:.3f}" if r.get("log_z_exact") is not None else ""))
+        lines.append(f"  test log-likelihood per patch (whitened): RBM {r['test_log_likelihood_whitened']:.2f}, "
+                     f"Gaussian {r['gaussian_test_log_likelihood_whitened']:.2f} nats "
+                     f"(RBM - Gaussian {r['rbm_minus_gaussian_test']:+.2f})")
+    elif args.name == "rbm-mnist-likelihood":
         lines.append(f"  {res['config']['algorithm']}, {res['config']['n_hidden']} hidden, "
                      f"{res['config']['epochs']} epochs, {res['config']['betas']} betas")
         lo, hi = r["log_z_ais_interval"]
         lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo}, {hi}), reverse AIS {r['log_z_reverse_ais']:.3f}")
         lines.append(f"  test log-likelihood: {r['test_log_likelihood_ais']:.2f} nats (AIS), "
                      f"{r['test_log_likelihood_reverse_ais']:.2f} nats (reverse AIS)")
+    else:  # any other experiment: its scalar results
+        lines += [f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}" for k, v in r.items()
+                  if isinstance(v, (int, float, str))]
     lines.append(f"  results: {os.path.join(out, 'results.json')}")
     _write("\n".join(lines) + "\n")
     return 0
@@ -1011,9 +1023,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="100k", choices=("100k", "1m"), help="MovieLens variant for the titles")
     p.add_argument("--data-dir", default=None, help="data folder for the titles (default: HARMONIUM_DATA)")
     p = add("experiment", cmd_experiment, "run a published-experiment reproduction (rbm-mnist, ...)", (),
-            "Run one reproduction of harmonium.experiments on real data (MNIST or MovieLens 100K, from\n"
-            "HARMONIUM_DATA or --data-dir), writing results.json (and pictures) to --out, and print its numbers.")
-    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist, rbm-mnist-likelihood or movielens")
+            "Run one reproduction of harmonium.experiments on real data (MNIST or MovieLens 100K from\n"
+            "HARMONIUM_DATA or --data-dir; scikit-learn's sample photographs), writing results.json (and\n"
+            "pictures) to --out, and print its numbers.")
+    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist, rbm-mnist-likelihood, movielens or "
+                   "grbm-patches")
     p.add_argument("--quick", action="store_true", help="a small, fast version (2000 rows, tiny model)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/experiments/NAME)")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .grbm_patches import run_grbm_patches
 from .movielens import run_movielens
 from .rbm_mnist import run_rbm_mnist
 from .rbm_mnist_likelihood import run_rbm_mnist_likelihood
@@ -22,6 +23,7 @@ EXPERIMENTS: dict[str, Callable[..., dict]] = {
     "rbm-mnist": run_rbm_mnist,
     "rbm-mnist-likelihood": run_rbm_mnist_likelihood,
     "movielens": run_movielens,
+    "grbm-patches": run_grbm_patches,
 }
 
 __all__ = ["EXPERIMENTS", "run"]
