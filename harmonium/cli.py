@@ -836,6 +836,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for name, stats in summary.items():
             if "binary_mae" in stats:
                 lines.append(f"  {name:<14s} binary MAE {stats['binary_mae']['mean']:.4f}")
+    elif args.name == "dbm-mnist":
+        c = res["config"]
+        lines.append(f"  DBM 784-{'-'.join(str(n) for n in c['n_hidden'])}, {c['epochs']} joint epochs")
+        lo, hi = r["log_z_ais_interval"]
+        lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), {c['betas']} betas, "
+                     f"reverse AIS {r['log_z_reverse_ais']:.3f}")
+        lines.append(f"  average test ELBO {r['test_elbo']:.2f} nats ({r['elbo_rows']} rows)")
+        if "fine_tuned" in r:
+            lines.append(f"  fine-tuned DBM test error {r['fine_tuned']['test_error']:.2f} %")
+        for row in r.get("few_labels", []):
+            lines.append(f"  {row['n_labels']:6d} labels: pretrained {row['pretrained_accuracy']:.2f} %, "
+                         f"random {row['random_accuracy']:.2f} %")
     elif args.name == "grbm-patches":
         lines.append(f"  Gaussian-Bernoulli RBM, {res['config']['n_hidden']} hidden, {res['config']['dims']} whitened "
                      f"dimensions, {res['config']['n_train']} training / {res['config']['n_test']} test patches")
@@ -1026,8 +1038,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Run one reproduction of harmonium.experiments on real data (MNIST or MovieLens 100K from\n"
             "HARMONIUM_DATA or --data-dir; scikit-learn's sample photographs), writing results.json (and\n"
             "pictures) to --out, and print its numbers.")
-    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist, rbm-mnist-likelihood, movielens or "
-                   "grbm-patches")
+    p.add_argument("name", metavar="NAME", help="experiment: rbm-mnist, rbm-mnist-likelihood, dbm-mnist, "
+                   "grbm-patches or movielens")
     p.add_argument("--quick", action="store_true", help="a small, fast version (2000 rows, tiny model)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/experiments/NAME)")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .dbm_mnist import run_dbm_mnist
 from .grbm_patches import run_grbm_patches
 from .movielens import run_movielens
 from .rbm_mnist import run_rbm_mnist
@@ -24,6 +25,7 @@ EXPERIMENTS: dict[str, Callable[..., dict]] = {
     "rbm-mnist-likelihood": run_rbm_mnist_likelihood,
     "movielens": run_movielens,
     "grbm-patches": run_grbm_patches,
+    "dbm-mnist": run_dbm_mnist,
 }
 
 __all__ = ["EXPERIMENTS", "run"]
