@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import distributed, io
 from .learning import DivergenceError, TrainerBase, at_epoch
-from .units import Units, units_config
+from .units import Units, all_finite, units_config
 
 __all__ = ["BoltzmannEstimator"]
 
@@ -262,7 +262,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         for chunk in t.split(_VALIDATE_ROWS):
             if units is not None:
                 units.validate(chunk, what)
-            elif not torch.isfinite(chunk).all():
+            elif not all_finite(chunk):
                 raise ValueError(f"{what} contains NaN or infinite values")
 
     # ------------------------------------------------------------------ construction

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -58,11 +59,14 @@ def current() -> Group | None:
     (``"cpu:gloo,cuda:nccl"``); under torchrun each process then uses GPU ``LOCAL_RANK``.  A group
     created here is destroyed at interpreter exit (``atexit``); one you created is yours to close.
     """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+    if not launched and "torch.distributed" not in sys.modules:
+        return None  # nobody made a group, and importing torch.distributed costs ~60 MB resident
     dist = _dist()
     if dist is None:
         return None
     if not dist.is_initialized():
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
+        if not launched:
             return None
         backend = "gloo"
         if torch.cuda.is_available() and dist.is_nccl_available():

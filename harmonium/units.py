@@ -111,7 +111,7 @@ class Units(nn.Module):
         """Raise ``ValueError`` if ``x`` is not a batch of states (or means) of this layer."""
         if x.ndim != 2 or x.shape[1] != self.n:
             raise ValueError(f"{what} must have shape (n_samples, {self.n}), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
+        if not all_finite(x):
             raise ValueError(f"{what} contains NaN or infinite values")
 
     def init_bias(self, data_mean: Tensor) -> Tensor:
@@ -219,6 +219,14 @@ class Units(nn.Module):
         return {"n": self.n}
 
 
+def all_finite(x: Tensor) -> bool:
+    """Whether every entry of x is finite; the sum (a reduction, no temporary the size of x) decides
+    unless it overflows, and only then the entries are checked one by one."""
+    if x.numel() == 0 or bool(torch.isfinite(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
+
+
 def accumulate_grad(p: Tensor, g: Tensor, momentum: float) -> None:
     """p.grad <- momentum p.grad + g (or g when there is no gradient yet)."""
     if p.grad is None:
@@ -265,9 +273,10 @@ class Bernoulli(Units):
 
     def validate(self, x, what="X"):
         super().validate(x, what)
-        if ((x < 0) | (x > 1)).any():
+        lo, hi = torch.aminmax(x)  # two reductions, no temporary the size of x
+        if lo < 0 or hi > 1:
             raise ValueError(f"{what} has values outside the support of Bernoulli units, {self.support}: "
-                             f"min {x.min().item():g}, max {x.max().item():g}")
+                             f"min {lo.item():g}, max {hi.item():g}")
 
     def init_bias(self, data_mean):
         p = data_mean.clamp(1e-3, 1 - 1e-3)
