@@ -10,13 +10,15 @@ import numpy as np
 from ..datasets import binarize, load_mnist, validation_split
 
 
-def mnist_binarized(data_dir=None, quick: bool = False, n_quick: int = 2000):
-    """(X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all): MNIST binarised at 0.5, the last 5000
-    training rows as validation (quick: the first ``n_quick`` rows split 90/10, 1000 test rows)."""
+def mnist_binarized(data_dir=None, quick: bool = False, n_quick: int = 2000, binarized: bool = True):
+    """(X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all): MNIST binarised at 0.5 (or the grey
+    levels in [0, 1] with ``binarized=False``), the last 5000 training rows as validation (quick: the
+    first ``n_quick`` rows split 90/10, 1000 test rows)."""
     ds = load_mnist(data_dir, download=False)
-    X = binarize(ds.X_train)
+    prep = binarize if binarized else (lambda a: np.asarray(a, dtype=np.float32))
+    X = prep(ds.X_train)
     y = np.asarray(ds.y_train)
-    X_te = binarize(ds.X_test)
+    X_te = prep(ds.X_test)
     y_te = np.asarray(ds.y_test)
     if quick:
         X, y = X[:n_quick], y[:n_quick]
@@ -32,9 +34,11 @@ def train_rbm(cfg: dict, X_tr, X_val, seed: int, quick: bool, metrics: tuple):
     """The experiments' RBM: hyperparameters from ``cfg``, trained with a validation split."""
     from ..estimators import RBM
 
+    optional = {key: cfg[key] for key in ("sample_v_states", "sparsity_target", "sparsity_cost", "sparsity_damping",
+                                          "n_chains", "centering", "W_init", "hb_init") if key in cfg}
     rbm = RBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"],
               epochs=cfg["epochs"], batch_size=cfg["batch_size"], k=cfg["k"], persistent=cfg["persistent"],
-              l2=cfg["l2"], metrics=metrics, random_state=seed, verbose=0 if quick else 1)
+              l2=cfg["l2"], metrics=metrics, random_state=seed, verbose=0 if quick else 1, **optional)
     return rbm.fit(X_tr, X_val=X_val)
 
 
