@@ -34,7 +34,7 @@ def _finite_numbers(x):
 
 
 def test_registry():
-    assert {"rbm-mnist", "rbm-mnist-likelihood"} <= set(EXPERIMENTS)
+    assert {"rbm-mnist", "rbm-mnist-likelihood", "dbm-mnist", "grbm-patches", "movielens"} <= set(EXPERIMENTS)
 
 
 def test_rbm_mnist_quick(tmp_path):
@@ -93,3 +93,32 @@ def test_cli_missing_data(tmp_path, capsys):
     assert cli.main(["experiment", "rbm-mnist", "--quick", "--out", str(tmp_path / "o"),
                      "--data-dir", str(tmp_path / "nothing")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_grbm_patches_quick(tmp_path, capsys):
+    """No data folder needed (scikit-learn's bundled photographs).  The quick model has 16 hidden
+    units, so AIS and reverse AIS are checked against the exact log Z."""
+    assert cli.main(["experiment", "grbm-patches", "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    assert "RBM - Gaussian" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    r = saved["results"]
+    assert saved["config"]["dims"] == 64 and saved["config"]["n_test"] == 1000
+    assert r["log_z_ais_interval"][0] - 0.05 <= r["log_z_exact"] <= r["log_z_ais_interval"][1] + 0.05
+    assert abs(r["log_z_reverse_ais"] - r["log_z_exact"]) < 0.1
+    assert r["test_log_likelihood_pixels"] == pytest.approx(r["test_log_likelihood_whitened"] + r["log_det_whitening"])
+    assert r["gaussian_test_log_likelihood_whitened"] > -100  # whitened 64-d data: about -81
+    assert all(math.isfinite(x) for x in _finite_numbers(r))
+    for name in ("filters.png", "samples.png", "test_patches.png", "rbm.safetensors"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_dbm_mnist_quick(tmp_path):
+    data = _mnist_dir()
+    res = run("dbm-mnist", tmp_path, quick=True, data_dir=data)
+    r = res["results"]
+    assert r["test_elbo"] < 0 and r["train_elbo"] < 0
+    lo, hi = r["log_z_ais_interval"]
+    assert lo <= r["log_z_ais"] <= hi and r["ais_ess"] > 1
+    assert [row["n_labels"] for row in r["few_labels"]] == [100, 1000]
+    for name in ("filters.png", "samples.png", "particles.gif", "dbm.safetensors", "results.json"):
+        assert (tmp_path / name).exists(), name
