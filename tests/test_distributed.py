@@ -101,7 +101,7 @@ def test_ranks_hold_identical_parameters(two_ranks):
 def test_sampled_pcd_on_two_ranks_learns_as_well_as_one(two_ranks):
     """Bars-and-stripes 3x3 (exact log-likelihood), PCD with sampled states: the mean over 4 seeds on 2
     ranks equals the mean over 8 seeds on 1 rank within 3 standard errors (seed-to-seed spread about
-    0.2 nats), and every 2-rank run lies within the 1-rank range widened by 0.3."""
+    0.2 nats), and every 2-rank run lies within the 1-rank range widened by 0.5."""
     _, numbers = two_ranks
     two = np.array([numbers[f"pcd_sampled_ll_{s}"] for s in range(worker.PCD_SEEDS_TWO_RANKS)])
     one = np.array([worker.pcd_sampled(s) for s in range(worker.PCD_SEEDS_ONE_RANK)])
@@ -109,7 +109,7 @@ def test_sampled_pcd_on_two_ranks_learns_as_well_as_one(two_ranks):
     assert one.min() > uniform + 1.5, one  # training worked in one process (untrained about -6.2)
     se = np.sqrt(one.var(ddof=1) / len(one) + two.var(ddof=1) / len(two))
     assert abs(two.mean() - one.mean()) < 3 * se + 0.05, (two, one)
-    assert one.min() - 0.3 <= two.min() and two.max() <= one.max() + 0.3, (two, one)
+    assert one.min() - 0.5 <= two.min() and two.max() <= one.max() + 0.5, (two, one)
 
 
 def test_ais_split_across_ranks(two_ranks):
