@@ -112,3 +112,56 @@ def linear_predict(model, F):
 
     W, b = model
     return (torch.as_tensor(np.asarray(F, dtype=np.float32)) @ W + b).argmax(1).numpy()
+
+
+def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_te, y_te, seed: int, timer: Timer,
+                    out: Path, res: dict, pretrained_kw: dict | None = None) -> None:
+    """The few-labels table: for each n in ``cfg["few_labels"]`` (smallest first, partial results
+    written after each), n stratified labelled rows of (X_all, y_all), split 90/10 (60k: 55k + 5k) for
+    early stopping inside ``FineTunedClassifier``; the network from ``pretrained`` against the same
+    architecture (``random_sizes``) from random initialisation, test accuracy in %.  Small label sets
+    get enough epochs for ``cfg["ft_min_updates"]`` Adam steps, patience scaled alike.  Fills
+    ``res["few_labels"]`` and, when all rows were used, ``res["fine_tuned"]``."""
+    import math
+
+    from ..finetune import FineTunedClassifier
+
+    def err(pred, y):
+        return 100.0 * float(np.mean(np.asarray(pred) != np.asarray(y)))
+
+    rng = np.random.default_rng(seed)
+    few = []
+    for n in sorted(cfg["few_labels"]):
+        n = min(n, len(X_all))
+        if n >= len(X_all):
+            Xs, ys = X_all, y_all
+        else:
+            from sklearn.model_selection import train_test_split
+
+            Xs, _, ys, _ = train_test_split(X_all, y_all, train_size=n, stratify=y_all,
+                                            random_state=int(rng.integers(2 ** 31)))
+        frac = 5000 / 60000 if n >= 60000 else 0.1
+        batch = min(cfg["ft_batch_size"], max(1, int(n * (1 - frac))))
+        epochs = max(cfg["ft_epochs"], math.ceil(cfg["ft_min_updates"] / math.ceil(int(n * (1 - frac)) / batch)))
+        patience = max(cfg["ft_patience"], epochs // 10)
+        row = {"n_labels": n, "validation_fraction": frac, "epochs": epochs, "patience": patience, "batch_size": batch}
+        common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
+                      validation_fraction=frac, random_state=seed)
+        for kind in ("pretrained", "random"):
+            with timer(f"finetune_{n}_{kind}"):
+                if kind == "pretrained":
+                    clf = FineTunedClassifier(pretrained, **(pretrained_kw or {}), **common)
+                else:
+                    clf = FineTunedClassifier(None, hidden_layer_sizes=tuple(random_sizes), **common)
+                clf.fit(Xs, ys)
+                row[f"{kind}_accuracy"] = 100.0 - err(clf.predict(X_te), y_te)
+            row[f"{kind}_best_epoch"] = int(clf.best_epoch_)
+            row[f"{kind}_epochs_run"] = int(clf.n_iter_)
+        row["gain"] = row["pretrained_accuracy"] - row["random_accuracy"]
+        few.append(row)
+        res["few_labels"] = few
+        write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
+    full = [r for r in few if r["n_labels"] == len(X_all)]
+    if full:
+        res["fine_tuned"] = {"test_error": 100.0 - full[0]["pretrained_accuracy"],
+                             "random_init_test_error": 100.0 - full[0]["random_accuracy"]}

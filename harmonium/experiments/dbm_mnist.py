@@ -6,12 +6,11 @@ samples and a GIF of the particles.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from ._common import Timer, mnist_binarized, write_partial
+from ._common import Timer, few_label_table, mnist_binarized, write_partial
 
 FULL = dict(n_hidden=(512, 1024), pretrain_epochs=30, pretrain_lr=0.05, epochs=40, batch_size=100,
             learning_rate=[0.005] * 30 + [0.002], momentum=[0.5] * 3 + [0.9], l2=2e-4, n_particles=100,
@@ -27,8 +26,6 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
 
     from .. import estimate, viz
     from ..deep import DBM
-    from ..finetune import FineTunedClassifier
-    from .rbm_mnist import _err, _few_label_subset
 
     out = Path(out_dir)
     cfg = QUICK if quick else FULL
@@ -64,31 +61,7 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
                log_z_gap=rev.log_z - fwd.log_z)
     write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
 
-    rng = np.random.default_rng(seed)
-    few = []
-    for n in sorted(cfg["few_labels"]):
-        n = min(n, len(X_all))
-        Xs, ys = _few_label_subset(n, X_all, y_all, rng)
-        frac = 5000 / 60000 if n >= 60000 else 0.1
-        batch = min(cfg["ft_batch_size"], max(1, int(n * (1 - frac))))
-        epochs = max(cfg["ft_epochs"], math.ceil(cfg["ft_min_updates"] / math.ceil(int(n * (1 - frac)) / batch)))
-        patience = max(cfg["ft_patience"], epochs // 10)
-        row = {"n_labels": n, "epochs": epochs, "patience": patience, "batch_size": batch}
-        common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
-                      validation_fraction=frac, random_state=seed)
-        for kind in ("pretrained", "random"):
-            with timer(f"finetune_{n}_{kind}"):
-                clf = (FineTunedClassifier(dbm, **common) if kind == "pretrained" else
-                       FineTunedClassifier(None, hidden_layer_sizes=tuple(cfg["n_hidden"]), **common)).fit(Xs, ys)
-                row[f"{kind}_accuracy"] = 100.0 - _err(clf.predict(X_te), y_te)
-        row["gain"] = row["pretrained_accuracy"] - row["random_accuracy"]
-        few.append(row)
-        res["few_labels"] = few
-        write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
-    full = [r for r in few if r["n_labels"] == len(X_all)]
-    if full:
-        res["fine_tuned"] = {"test_error": 100.0 - full[0]["pretrained_accuracy"],
-                             "random_init_test_error": 100.0 - full[0]["random_accuracy"]}
+    few_label_table(dbm, tuple(cfg["n_hidden"]), cfg, X_all, y_all, X_te, y_te, seed, timer, out, res)
 
     with timer("pictures"):
         viz.plot_filters(dbm.model_.W[0].detach().T.cpu().numpy(), shape=(28, 28), path=out / "filters.png",

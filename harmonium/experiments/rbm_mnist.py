@@ -7,13 +7,12 @@ accuracy pretrained versus 98.20/94.73/88.71/76.02 % random.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from ._common import (Timer, linear_classifier, linear_predict, mnist_binarized, pictures, train_rbm,
-                      write_partial)
+from ._common import (Timer, few_label_table, linear_classifier, linear_predict, mnist_binarized, pictures,
+                      train_rbm, write_partial)
 
 # The first full run (binarised data, batch 100, learning rate 0.05 with momentum 0.9, 15 epochs) gave
 # noisy, dense filters and 5.60 % with logistic regression.  Diagnosis (docs/RESULTS.md): a minimal
@@ -63,16 +62,6 @@ def _knn_predictions(F_tr, y_tr, F_q, ks, chunk=2000):
     return out
 
 
-def _few_label_subset(n, X, y, rng):
-    """``n`` stratified rows of (X, y) drawn without replacement (all rows when n >= len(X))."""
-    if n >= len(X):
-        return X, y
-    from sklearn.model_selection import train_test_split
-
-    Xs, _, ys, _ = train_test_split(X, y, train_size=n, stratify=y, random_state=int(rng.integers(2 ** 31)))
-    return Xs, ys
-
-
 def _train_selected_rbm(cfg, X_tr, y_tr, X_val, y_val, seed, quick, out, timer):
     """Train the RBM, scoring it after each epoch in ``cfg["select_epochs"]`` by the validation error of a
     logistic regression on its hidden means (fitted on the first ``select_labels`` training rows); return
@@ -102,8 +91,6 @@ def _train_selected_rbm(cfg, X_tr, y_tr, X_val, y_val, seed, quick, out, timer):
 
 
 def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
-    from ..finetune import FineTunedClassifier
-
     out = Path(out_dir)
     cfg = QUICK if quick else FULL
     timer = Timer()
@@ -140,42 +127,9 @@ def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
         res["knn"] = {"val_error_by_k": val_err, "k": kbest, "test_error": _err(pt[kbest], y_te)}
     write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
 
-    # fine-tuning and few labels: n labelled rows of the 60k, split 90/10 (60k: 55k + 5k) for
-    # early stopping (a stratified split inside FineTunedClassifier)
-    rng = np.random.default_rng(seed)
-    few = []
-    for n in sorted(cfg["few_labels"]):  # smallest first: partial results early
-        n = min(n, len(X_all))
-        Xs, ys = _few_label_subset(n, X_all, y_all, rng)
-        frac = 5000 / 60000 if n >= 60000 else 0.1
-        row = {"n_labels": n, "validation_fraction": frac}
-        batch = min(cfg["ft_batch_size"], max(1, int(n * (1 - frac))))
-        per_epoch = math.ceil(int(n * (1 - frac)) / batch)
-        # small label sets: enough epochs for at least ft_min_updates Adam steps, patience scaled alike
-        epochs = max(cfg["ft_epochs"], math.ceil(cfg["ft_min_updates"] / per_epoch))
-        patience = max(cfg["ft_patience"], epochs // 10)
-        row.update(epochs=epochs, patience=patience, batch_size=batch)
-        common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
-                      validation_fraction=frac, random_state=seed)
-        for kind in ("pretrained", "random"):
-            with timer(f"finetune_{n}_{kind}"):
-                if kind == "pretrained":
-                    clf = FineTunedClassifier(rbm, lr_multipliers=cfg["ft_lr_multipliers"], **common)
-                else:
-                    clf = FineTunedClassifier(None, hidden_layer_sizes=(cfg["n_hidden"],), **common)
-                clf.fit(Xs, ys)
-                acc = 100.0 - _err(clf.predict(X_te), y_te)
-            row[f"{kind}_accuracy"] = acc
-            row[f"{kind}_best_epoch"] = int(clf.best_epoch_)
-            row[f"{kind}_epochs_run"] = int(clf.n_iter_)
-        row["gain"] = row["pretrained_accuracy"] - row["random_accuracy"]
-        few.append(row)
-        res["few_labels"] = few
-        write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
-    full = [r for r in few if r["n_labels"] == len(X_all)]
-    if full:
-        res["fine_tuned"] = {"test_error": 100.0 - full[0]["pretrained_accuracy"],
-                             "random_init_test_error": 100.0 - full[0]["random_accuracy"]}
+    # fine-tuning and few labels (early stopping on a stratified split inside FineTunedClassifier)
+    few_label_table(rbm, (cfg["n_hidden"],), cfg, X_all, y_all, X_te, y_te, seed, timer, out, res,
+                    pretrained_kw={"lr_multipliers": cfg["ft_lr_multipliers"]})
 
     with timer("pictures"):
         pictures(rbm, out, seed, n_steps=1000 if not quick else 100)
