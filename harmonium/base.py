@@ -45,10 +45,6 @@ def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> Non
 
 
 
-def _start_len(bounds: tuple[int, int]) -> tuple[int, int]:
-    return bounds[0], bounds[1] - bounds[0]
-
-
 class BoltzmannEstimator(TransformerMixin, BaseEstimator):
     """Base class: subclasses define ``__init__`` (with ``dtype``, ``device``, ``random_state``),
     ``_check_params``, ``fit``, ``model_`` and the model-file hooks ``_model_config``,
@@ -128,14 +124,13 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         if resume:
             self._resume_from(self.checkpoint_path)
             warm = True
-        Xt = self._to_tensor(X)  # converted once: the training data is the largest thing in memory
+        X = self._to_tensor(X)  # converted once: the training data is the largest thing in memory
         if not warm:
             for attr in ("_rng", "trainer_", "_trainer_state"):
                 self.__dict__.pop(attr, None)
-            self._build(Xt)
+            self._build(X)
         units = self._visible_units()
-        self._validate(Xt, "X", units)
-        X = Xt
+        self._validate(X, "X", units)
         Xv = None if X_val is None else self._to_tensor(X_val, "X_val", units)
         self._join_group(X, built=not warm)
         trainer = self._trainer()
@@ -180,16 +175,16 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         main = group is None or group.is_main  # only rank 0 writes files, logs and progress
         names = self._metric_names(X_val)
         self._logger = None
-        if getattr(self, "log_dir", None) is not None and todo and main:
-            from .tensorboard import TensorBoardLogger
-            self._logger = TensorBoardLogger(self.log_dir)
         if getattr(self, "log_dir", None) is not None and todo:
-            names = names or ("reconstruction_error",)
+            names = names or ("reconstruction_error",)  # every rank computes what rank 0 logs
+            if main:
+                from .tensorboard import TensorBoardLogger
+                self._logger = TensorBoardLogger(self.log_dir)
         Xm, Xvm = X, X_val  # the rows this rank evaluates metrics on
         if group is not None:
-            Xm = X.narrow(0, *_start_len(distributed.shard_bounds(len(X), group)))
+            Xm = X[slice(*distributed.shard_bounds(len(X), group))]
             if X_val is not None:
-                Xvm = X_val.narrow(0, *_start_len(distributed.shard_bounds(len(X_val), group)))
+                Xvm = X_val[slice(*distributed.shard_bounds(len(X_val), group))]
         bar = None
         if self.verbose >= 2 and main:
             from tqdm.auto import tqdm

@@ -296,11 +296,8 @@ class RatingsRBM(BoltzmannEstimator):
             t0 = time.perf_counter()
             lr, mom = at_epoch(self.learning_rate, epoch), at_epoch(self.momentum, epoch)
             kk, l2 = int(at_epoch(self.k, epoch)), at_epoch(self.l2, epoch)
-            if group is not None:  # peek at the shared stream without advancing it
-                state = g.get_state()
-                seed = int(torch.randint(2 ** 62, (1,), generator=g, device=g.device))
-                g.set_state(state)
-                sampler.manual_seed(seed + 1_000_003 * group.rank)
+            if group is not None:
+                distributed.reseed_rank_stream(sampler, g, group)
             perm = torch.randperm(n_cases, generator=g, device=dev)
             for s in range(0, n_cases, self.batch_size):
                 cb = perm[s:s + self.batch_size]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Group", "current", "shard_bounds", "all_reduce_sum_", "all_true", "gather_rows", "split_rows",
+__all__ = ["Group", "current", "shard_bounds", "reseed_rank_stream", "all_reduce_sum_", "all_true", "gather_rows", "split_rows",
            "broadcast_", "broadcast_int", "check_same_data", "barrier"]
 
 
@@ -90,6 +90,16 @@ def shard_bounds(n: int, group: Group) -> tuple[int, int]:
     q, r = divmod(n, group.world_size)
     start = group.rank * q + min(group.rank, r)
     return start, start + q + (1 if group.rank < r else 0)
+
+
+def reseed_rank_stream(stream: torch.Generator, shared: torch.Generator, group: Group) -> None:
+    """Seed this rank's sampling ``stream`` from the ``shared`` (shuffling) stream without advancing
+    it: shuffles stay those of a single process, every rank samples differently, and a run resumed
+    from the shared stream's saved state draws the same numbers again."""
+    state = shared.get_state()
+    seed = int(torch.randint(2 ** 62, (1,), generator=shared, device=shared.device).item())
+    shared.set_state(state)
+    stream.manual_seed(seed + 1_000_003 * group.rank)
 
 
 def all_reduce_sum_(tensors: list[Tensor]) -> None:

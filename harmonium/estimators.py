@@ -209,11 +209,10 @@ class RBM(BoltzmannEstimator):
         """One pass over X (as one epoch), creating the model on the first call."""
         self._check_params()
         built = not hasattr(self, "model_")
-        Xt = self._to_tensor(X)
+        X = self._to_tensor(X)
         if built:
-            self._build(Xt)
-        self._validate(Xt, "X", self.model_.visible)
-        X = Xt
+            self._build(X)
+        self._validate(X, "X", self.model_.visible)
         self._join_group(X, built)
         self._run(self._trainer(), X, None, 1)
         return self

@@ -169,12 +169,8 @@ class TrainerBase:
 
     def _begin_epoch(self) -> None:
         self._apply_schedules()
-        if self.group is not None:  # peek at the shared stream without advancing it, so that the
-            g = self.generator     # shuffling is that of a single process
-            state = g.get_state()
-            seed = int(torch.randint(2 ** 62, (1,), generator=g, device=g.device).item())
-            g.set_state(state)
-            self._sampler.manual_seed(seed + 1_000_003 * self.group.rank)
+        if self.group is not None:
+            distributed.reseed_rank_stream(self._sampler, self.generator, self.group)
 
     def _write_weights(self, n_rows: int, n_global: int, n_chains: int, n_chains_global: int, like: Tensor):
         """(w_pos, w_neg, momentum) for the gradient writer: None/None/momentum for one process;

@@ -17,6 +17,16 @@ N_VISIBLE, N_HIDDEN, N_SAMPLES = 7, 5, 11
 DTYPES = [torch.float32, torch.float64]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models (restored afterwards): faster, and immune to
+    oversubscription on a busy 2-core machine.  Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return request.param

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import harmonium
 from harmonium import cli
@@ -82,13 +81,7 @@ def floats_of(text: str) -> np.ndarray:
     return np.array([[float(x) for x in row] for row in rows_of(text)])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """In-process calls: one torch thread (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 class Result:

@@ -12,14 +12,7 @@ from harmonium import io
 from harmonium.collaborative import RatingsRBM, RatingsRBMModel, bias_baseline, cd_statistics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one torch thread is fastest, and immune to a busy shared machine
-    (with two threads on a loaded 2-core machine a 0.2 s test was seen taking 30 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 def synthetic(seed=0, n_users=60, n_items=40, density=0.5):

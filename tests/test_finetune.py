@@ -25,13 +25,7 @@ from harmonium.finetune import FineTunedClassifier
 GOOD = dict(learning_rate=3e-3, dropout=0.2, patience=20)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # small matrices: one thread is faster and immune to oversubscription by parallel jobs
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 @pytest.fixture(scope="module")
