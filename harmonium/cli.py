@@ -858,12 +858,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                      f"Gaussian {r['gaussian_test_log_likelihood_whitened']:.2f} nats "
                      f"(RBM - Gaussian {r['rbm_minus_gaussian_test']:+.2f})")
     elif args.name == "rbm-mnist-likelihood":
-        lines.append(f"  {res['config']['algorithm']}, {res['config']['n_hidden']} hidden, "
-                     f"{res['config']['epochs']} epochs, {res['config']['betas']} betas")
-        lo, hi = r["log_z_ais_interval"]
-        lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo}, {hi}), reverse AIS {r['log_z_reverse_ais']:.3f}")
-        lines.append(f"  test log-likelihood: {r['test_log_likelihood_ais']:.2f} nats (AIS), "
-                     f"{r['test_log_likelihood_reverse_ais']:.2f} nats (reverse AIS)")
+        lines.append(f"  {res['config']['n_hidden']} hidden, {res['config']['epochs']} epochs, "
+                     f"{res['config']['betas']} betas")
+        for v in r["variants"].values():
+            lo, hi = v["log_z_ais_interval"]
+            lines.append(f"  {v['algorithm']}: log Z AIS {v['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), reverse AIS "
+                         f"{v['log_z_reverse_ais']:.3f}; test log-likelihood {v['test_log_likelihood_ais']:.2f} nats "
+                         f"(AIS), {v['test_log_likelihood_reverse_ais']:.2f} (reverse AIS)")
     else:  # any other experiment: its scalar results
         lines += [f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}" for k, v in r.items()
                   if isinstance(v, (int, float, str))]

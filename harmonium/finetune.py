@@ -215,6 +215,9 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         by ``val_metric`` and stop after ``patience`` epochs without improvement.  Without it (or with
         ``validation_fraction=0``) every row is trained on and the last weights are kept.
     patience : epochs without improvement before stopping.
+    lr_patience : with a validation split, halve every learning rate after this many epochs without
+        improvement of ``val_metric`` (torch's ``ReduceLROnPlateau``, factor 0.5); None keeps the
+        learning rates constant.  Smaller than ``patience`` to be of use.
     val_metric : "accuracy" (ties broken by the lower loss) or "loss".
     random_state : int seed (or a ``RandomState`` from which one is drawn, or None for a fresh one).
         Initialisation, the validation split, shuffling and dropout use only local generators: the
@@ -237,8 +240,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, pretrained: Any = None, *, hidden_layer_sizes: Any = None, optimizer: str = "adam",
                  learning_rate: float = 1e-3, lr_multipliers: Any = None, epochs: int = 100, batch_size: int = 128,
                  dropout: float = 0.0, l2: float = 1e-5, validation_fraction: float = 0.1,
-                 early_stopping: bool = True, patience: int = 10, val_metric: str = "accuracy",
-                 random_state: Any = None, dtype: str = "float32", device: str = "cpu", verbose: int = 0) -> None:
+                 early_stopping: bool = True, patience: int = 10, lr_patience: int | None = None,
+                 val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32", device: str = "cpu", verbose: int = 0) -> None:
         self.pretrained = pretrained
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer
@@ -251,6 +254,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
+        self.lr_patience = lr_patience
         self.val_metric = val_metric
         self.random_state = random_state
         self.dtype = dtype
@@ -318,6 +322,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         integer("epochs", 0)
         integer("batch_size", 1)
         integer("patience", 1)
+        if self.lr_patience is not None:
+            integer("lr_patience", 0)
         real("learning_rate", lambda v: v > 0, "a positive number")
         real("dropout", lambda v: 0 <= v < 1, "in [0, 1)")
         real("l2", lambda v: v >= 0, "a non-negative number")
@@ -554,6 +560,10 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             g_drop = torch.Generator(device=g.device)
             g_drop.manual_seed(int(g.initial_seed()) + 1_000_003 * (group.rank + 1))
         best_key, best_state, since = None, None, 0
+        plateau = None
+        if val is not None and self.lr_patience is not None:
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
+                                                                 patience=int(self.lr_patience))
         for epoch in range(1, self.epochs + 1):
             net.train()
             order = torch.randperm(n, generator=g, device=g.device).to(X.device)
@@ -596,6 +606,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                     self.best_epoch_ = epoch
                 else:
                     since += 1
+                if plateau is not None:
+                    plateau.step(val_acc if self.val_metric == "accuracy" else -val_loss)
             else:
                 self.best_epoch_ = epoch
             if self.verbose >= 1:

@@ -71,6 +71,12 @@ def test_rbm_mnist_likelihood_quick(tmp_path):
     assert r["test_log_likelihood_ais"] < 0 and saved["config"]["betas"] == 1000
     assert res["results"]["log_z_ais"] == r["log_z_ais"]
     assert (tmp_path / "filters.png").exists() and (tmp_path / "samples.png").exists()
+    # CD, PCD and centred PCD, each scored the same way; the top-level keys are the CD model's
+    assert [v["algorithm"] for v in r["variants"].values()] == ["CD-1", "PCD-1", "centred PCD-1"]
+    assert r["variants"]["cd25"]["log_z_ais"] == r["log_z_ais"]
+    for name, v in r["variants"].items():
+        assert abs(v["log_z_gap"]) < 2.0 and v["test_log_likelihood_ais"] < 0
+        assert (tmp_path / f"rbm-{name}.safetensors").exists()
 
 
 def test_cli_unknown_experiment(capsys):

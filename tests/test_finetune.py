@@ -273,6 +273,25 @@ def test_early_stopping_by_loss_keeps_the_best_weights(digits, rbm):
     assert h["val_loss"][clf.best_epoch_ - 1] == min(h["val_loss"])
 
 
+def test_learning_rate_halves_on_plateau(digits, rbm):
+    Xtr, _, ytr, _ = digits
+    mult = (0.1, 1.0)
+    for lr_patience in (None, 1):
+        clf = FineTunedClassifier(rbm, val_metric="loss", learning_rate=0.05, patience=6, lr_patience=lr_patience,
+                                  lr_multipliers=mult, epochs=40, random_state=0).fit(Xtr, ytr)
+        h = clf.history_["val_loss"]
+        # epochs whose validation loss did not beat the best so far: each run of lr_patience + 1 of them halves
+        stalls = sum(h[i] >= min(h[:i]) for i in range(1, len(h)))
+        lrs = {g["layer"]: g["lr"] for g in clf.optimizer_.param_groups}
+        if lr_patience is None:
+            assert lrs == {0: 0.05 * 0.1, 1: 0.05}
+        else:
+            assert stalls >= 2
+            ratio = lrs[1] / 0.05
+            assert ratio < 1 and np.log2(ratio) == round(np.log2(ratio))  # a power of 1/2
+            assert lrs[0] / lrs[1] == pytest.approx(0.1)  # every group halves together
+
+
 # ---------------------------------------------------------------------------- reproducibility
 def test_same_seed_same_predictions_and_global_rng_untouched(digits, rbm):
     Xtr, Xte, ytr, _ = digits
@@ -338,6 +357,8 @@ def test_bad_inputs_raise_clear_errors(digits, rbm):
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         FineTunedClassifier(rbm, epochs=1).fit(X_nan, ytr)
+    with pytest.raises(ValueError, match="lr_patience must be an integer >= 0"):
+        FineTunedClassifier(rbm, epochs=1, lr_patience=-1).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="NaN"):
         fitted.predict(X_nan)
     with pytest.raises(ValueError, match="expecting 64 features"):

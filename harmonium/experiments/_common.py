@@ -120,7 +120,8 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
     written after each), n stratified labelled rows of (X_all, y_all), split 90/10 (60k: 55k + 5k) for
     early stopping inside ``FineTunedClassifier``; the network from ``pretrained`` against the same
     architecture (``random_sizes``) from random initialisation, test accuracy in %.  Small label sets
-    get enough epochs for ``cfg["ft_min_updates"]`` Adam steps, patience scaled alike.  Fills
+    get enough epochs for ``cfg["ft_min_updates"]`` Adam steps, patience (and ``cfg["ft_lr_patience"]``,
+    the learning-rate halving on plateaus, when given) scaled alike.  Fills
     ``res["few_labels"]`` and, when all rows were used, ``res["fine_tuned"]``."""
     import math
 
@@ -144,9 +145,11 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
         batch = min(cfg["ft_batch_size"], max(1, int(n * (1 - frac))))
         epochs = max(cfg["ft_epochs"], math.ceil(cfg["ft_min_updates"] / math.ceil(int(n * (1 - frac)) / batch)))
         patience = max(cfg["ft_patience"], epochs // 10)
-        row = {"n_labels": n, "validation_fraction": frac, "epochs": epochs, "patience": patience, "batch_size": batch}
+        lr_patience = None if cfg.get("ft_lr_patience") is None else max(cfg["ft_lr_patience"], patience // 3)
+        row = {"n_labels": n, "validation_fraction": frac, "epochs": epochs, "patience": patience,
+               "lr_patience": lr_patience, "batch_size": batch}
         common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
-                      validation_fraction=frac, random_state=seed)
+                      validation_fraction=frac, random_state=seed, lr_patience=lr_patience)
         for kind in ("pretrained", "random"):
             with timer(f"finetune_{n}_{kind}"):
                 if kind == "pretrained":

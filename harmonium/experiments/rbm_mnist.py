@@ -26,11 +26,11 @@ from ._common import (Timer, few_label_table, linear_classifier, linear_predict,
 # regression (C = ``select_C``) on the hidden means of the first ``select_labels`` training rows is scored
 # on the 5,000 validation rows and the best RBM is kept (the test rows are never looked at).
 SEED_MOMENTUM = [float(round(0.05 * m, 5)) for m in np.geomspace(0.5, 0.9, 8)]
-FULL = dict(n_hidden=1024, binarized=False, epochs=20, select_epochs=(2, 5, 10, 15, 20), select_C=10.0,
+FULL = dict(n_hidden=1024, binarized=False, epochs=100, select_epochs=(25, 50, 75, 100), select_C=10.0,
             select_labels=10000, batch_size=10, learning_rate=0.05, momentum=SEED_MOMENTUM, k=1,
-            persistent=False, l2=1e-5, lr_C=(1.0, 10.0, 100.0), svm_C=(0.1, 1.0), knn_k=(1, 3, 5),
-            ft_epochs=50, ft_patience=10, ft_min_updates=3000, ft_lr=1e-3, ft_lr_multipliers=(0.1, 1.0),
-            ft_batch_size=128, few_labels=(60000, 10000, 1000, 100))
+            persistent=False, l2=1e-5, lr_C=(0.1, 0.3, 1.0, 3.0), svm_C=(0.01, 0.03, 0.1, 0.3), knn_k=(1, 3, 5),
+            ft_epochs=100, ft_patience=12, ft_lr_patience=4, ft_min_updates=3000, ft_lr=1e-3,
+            ft_lr_multipliers=(0.1, 1.0), ft_batch_size=128, few_labels=(60000, 10000, 1000, 100))
 QUICK = dict(FULL, n_hidden=64, epochs=2, select_epochs=(1, 2), batch_size=20, select_labels=1000, lr_C=(1.0, 10.0), svm_C=(1.0,),
              ft_epochs=3, ft_patience=2, ft_min_updates=500, few_labels=(1000, 100))
 
