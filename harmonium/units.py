@@ -265,8 +265,8 @@ class Bernoulli(Units):
     def sample(self, a, beta=1.0, generator=None, mean=None):
         p = self.mean(a, beta) if mean is None else mean
         u = _rand_like(p, generator)
-        # 1 where u < p: ceil(p - u) is 1 or (-)0; abs clears the sign of zero (5x faster than (u < p).to)
-        return torch.sub(p.detach(), u, out=u).ceil_().abs_()
+        # 1 where u < p, written over u in one pass (no bool temporary, no second pass to convert it)
+        return torch.lt(u, p.detach(), out=u)
 
     def log_partition(self, a, beta=1.0):
         return nn.functional.softplus(self.natural(a, beta)).sum(-1)
