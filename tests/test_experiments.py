@@ -79,6 +79,14 @@ def test_rbm_mnist_likelihood_quick(tmp_path):
         assert (tmp_path / f"rbm-{name}.safetensors").exists()
 
 
+def test_rbm_mnist_likelihood_subset_of_variants(tmp_path):
+    data = _mnist_dir()
+    res = run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, seed=0, only=("pcd",))
+    assert list(res["results"]["variants"]) == ["pcd"] and res["results"]["algorithm"] == "PCD-1"
+    with pytest.raises(ValueError, match="unknown variants"):
+        run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, only=("pdc",))
+
+
 def test_cli_unknown_experiment(capsys):
     assert cli.main(["experiment", "no-such-thing"]) == 2
     err = capsys.readouterr().err

@@ -43,8 +43,9 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
-    """Run experiment ``name``; write ``out_dir/results.json`` and pictures; return the results."""
+def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, **options) -> dict:
+    """Run experiment ``name``; write ``out_dir/results.json`` and pictures; return the results.
+    ``options`` go to the experiment's function (e.g. ``only=("pcd",)`` for ``rbm-mnist-likelihood``)."""
     import torch
 
     if name not in EXPERIMENTS:
@@ -56,7 +57,7 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0) -
     if quick:  # tiny models: one thread is faster and immune to oversubscription on a busy machine
         torch.set_num_threads(1)
     try:
-        results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed)
+        results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed, **options)
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
