@@ -3,7 +3,8 @@
 scored by the AIS test log-probability.  For each model, log Z by AIS from the data base-rate model
 (``ais_runs`` runs, ``betas`` intermediate distributions) and by reverse AIS from ``ais_runs`` model
 samples (``reverse_burn_in`` Gibbs sweeps); ``log_z_gap`` (reverse minus forward) says whether the
-estimate can be trusted.  The CD-25 model's numbers are also the top-level ``results`` keys."""
+estimate can be trusted.  The first variant's numbers (CD-25 for the full run) are also the top-level
+``results`` keys, and its filters and samples are the pictures."""
 from __future__ import annotations
 
 from pathlib import Path
