@@ -209,9 +209,15 @@ class RBMModel(nn.Module):
         with torch.no_grad():
             if W.grad is None:
                 W.grad = torch.zeros_like(W)
-            # in W's own (n_visible, n_hidden) layout, the momentum as the first product's beta: no
-            # temporaries (concatenating the phases into one product measured slower than the copy saves)
-            W.grad.addmm_(tv_n.T, th_n, beta=momentum, alpha=a_n).addmm_(tv_p.T, th_p, alpha=-a_p)
+            # in W's own (n_visible, n_hidden) layout, the momentum as the product's beta.  Each product
+            # reads and writes the whole gradient buffer; for few rows (784 x 1024, batch 10) that pass
+            # costs more than copying both phases into one product (0.24 against 0.31 ms), for many
+            # (batch 100) less (1.63 against 1.70 ms)
+            rows = tv_p.shape[0] + tv_n.shape[0]
+            if 4 * rows * (tv_p.shape[1] + th_p.shape[1]) < W.numel():
+                W.grad.addmm_(torch.cat([tv_n * a_n, tv_p * -a_p]).T, torch.cat([th_n, th_p]), beta=momentum)
+            else:
+                W.grad.addmm_(tv_n.T, th_n, beta=momentum, alpha=a_n).addmm_(tv_p.T, th_p, alpha=-a_p)
         self.hidden.write_gradient(h_pos, h_neg, w_pos, w_neg, momentum)
         if self.visible.coupled_parameters:
             params = list(self.visible.parameters())

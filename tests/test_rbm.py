@@ -122,6 +122,25 @@ def test_gaussian_gradient_terms_are_free_energy_gradients(visible):
     assert all(torch.allclose(p.grad, torch.zeros_like(p), atol=1e-12) for p in m.parameters())
 
 
+@pytest.mark.parametrize("n_visible, n_hidden, n_pos, n_neg", [
+    (N_VISIBLE, N_HIDDEN, N_SAMPLES, 13),  # many rows for the weights: two in-place products
+    (67, 71, 3, 2),  # few rows for the weights: both phases concatenated into one product
+])
+def test_weight_gradient_with_momentum_either_product_layout(dtype, n_visible, n_hidden, n_pos, n_neg):
+    m = make_model("bernoulli", "bernoulli", n_visible, n_hidden, dtype=dtype, centered=True)
+    g = torch.Generator().manual_seed(5)
+    vp, vn = ((torch.rand(n, n_visible, generator=g) < 0.4).to(dtype) for n in (n_pos, n_neg))
+    hp, hn = (torch.rand(n, n_hidden, generator=g).to(dtype) for n in (n_pos, n_neg))
+    old = torch.randn(n_visible, n_hidden, generator=g).to(dtype)
+    m.W.grad = old.clone()
+    with torch.no_grad():
+        m.write_gradient(vp, hp, vn, hn, momentum=0.7)
+    mu, lam = m.visible_offset, m.hidden_offset
+    expected = 0.7 * old + (vn - mu).T @ (hn - lam) / n_neg - (vp - mu).T @ (hp - lam) / n_pos
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(m.W.grad, expected, atol=tol, rtol=tol)
+
+
 def exact_visible_marginals(m):
     V = all_states(m.visible)
     p = torch.softmax(-m.free_energy(V), 0)
