@@ -26,7 +26,6 @@ Discrete unit types also say how to enumerate their states (``site_size`` and
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from typing import Any
@@ -199,9 +198,9 @@ class Units(nn.Module):
             if b.grad is None:
                 b.grad = torch.zeros_like(b)
             # d/db of -x.b is -x: <x>_neg - <x>_pos as two fused mat-vec products
-            w_n, a_n = (w_neg, 1.0) if w_neg is not None else (_ones(x_neg), 1.0 / x_neg.shape[0])
-            w_p, a_p = (w_pos, 1.0) if w_pos is not None else (_ones(x_pos), 1.0 / x_pos.shape[0])
-            b.grad.addmv_(x_neg.T, w_n, beta=momentum, alpha=a_n).addmv_(x_pos.T, w_p, alpha=-a_p)
+            w_n = x_neg.new_full((x_neg.shape[0],), 1.0 / x_neg.shape[0]) if w_neg is None else w_neg
+            w_p = x_pos.new_full((x_pos.shape[0],), 1.0 / x_pos.shape[0]) if w_pos is None else w_pos
+            b.grad.addmv_(x_neg.T, w_n, beta=momentum).addmv_(x_pos.T, w_p, alpha=-1.0)
             return
         gp = self.bias_energy_grads(x_pos, w_pos)
         gn = self.bias_energy_grads(x_neg, w_neg)
@@ -226,18 +225,6 @@ def all_finite(x: Tensor) -> bool:
     if x.numel() == 0 or bool(torch.isfinite(x.sum())):
         return True
     return bool(torch.isfinite(x).all())
-
-
-def _ones(x: Tensor) -> Tensor:
-    """A vector of ones, one per row of ``x`` (read-only and cached: the bias gradients use it as
-    the weights of their mat-vec products on every update)."""
-    return _ones_cached(x.shape[0], x.dtype, x.device)
-
-
-@functools.lru_cache(maxsize=64)
-def _ones_cached(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    with torch.inference_mode(False), torch.no_grad():
-        return torch.ones(n, dtype=dtype, device=device)
 
 
 def accumulate_grad(p: Tensor, g: Tensor, momentum: float) -> None:

@@ -73,6 +73,7 @@ def run_rbm_mnist_likelihood(out_dir, quick: bool = False, data_dir=None, seed: 
     X_tr, _, X_val, _, X_te, _, _, _ = mnist_binarized(data_dir, quick)
 
     variants, histories = {}, {}
+    first = next(iter(cfg["variants"]))
     for name, extra in cfg["variants"].items():
         with timer(f"{name}_training"):
             rbm = train_rbm({**cfg, **extra}, X_tr, X_val, seed, quick, ("reconstruction_error", "free_energy_gap"))
@@ -82,10 +83,9 @@ def run_rbm_mnist_likelihood(out_dir, quick: bool = False, data_dir=None, seed: 
                           "algorithm": ("centred " if extra.get("centering") else "")
                           + ("PCD" if extra["persistent"] else "CD") + f"-{extra['k']}"}
         write_partial(out, {"config": cfg, "results": {"variants": variants}, "times_s": timer.times})
-        if name == next(iter(cfg["variants"])):
+        if name == first:
             with timer("pictures"):
                 pictures(rbm, out, seed, n_steps=1000 if not quick else 100)
-    first = next(iter(cfg["variants"]))
     return {
         "config": {**cfg, "data": "MNIST binarised at 0.5", "n_train": len(X_tr), "n_val": len(X_val),
                    "n_test": len(X_te), "betas": variants[first]["betas"]},
