@@ -1,6 +1,6 @@
 """Training throughput of harmonium against the matrix-product limit and scikit-learn, in one run.
 
-    python benchmarks/throughput.py [--quick] [--json out.json]
+    python benchmarks/throughput.py [--quick] [--rounds R] [--device cuda] [--json out.json]
 
 For each configuration it measures, in this process and interleaved over several rounds
 (medians reported; the ratios are the medians of each round's ratio):
@@ -12,6 +12,10 @@ For each configuration it measures, in this process and interleaved over several
   * the same for a DBM's joint training step (mean field, particles, gradient);
 and, in a subprocess with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, scikit-learn's
 BernoulliRBM (PCD-1) on the same shapes.  Prints a table with the ratios.
+
+On an accelerator (``--device cuda``) every timed region ends with a device synchronisation, the
+data is made on the device, each configuration runs ten times as many rows (so that one fit runs well
+past its fixed costs), batch 10,000 is added, and scikit-learn (a CPU library) is left out.
 """
 
 from __future__ import annotations
@@ -30,16 +34,28 @@ import torch
 import harmonium as hm
 
 N_VISIBLE = 784
+DEVICE = torch.device("cpu")
+
+
+def clock() -> float:
+    """A host clock reading after the device has finished all work queued so far."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+    return time.perf_counter()
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator(DEVICE).manual_seed(seed)
 
 
 def limit_rate(n_hidden: int, batch: int, k: int, replicas: int, dtype, reps: int) -> float:
     """Samples/s of the bare matrix products of one update (no sampling, no update)."""
-    g = torch.Generator().manual_seed(0)
-    W = torch.randn(N_VISIBLE, n_hidden, generator=g, dtype=dtype) * 0.01
-    v = (torch.rand(batch * replicas, N_VISIBLE, generator=g) < 0.2).to(dtype)
+    g = generator(0)
+    W = torch.randn(N_VISIBLE, n_hidden, generator=g, dtype=dtype, device=DEVICE) * 0.01
+    v = (torch.rand(batch * replicas, N_VISIBLE, generator=g, device=DEVICE) < 0.2).to(dtype)
     G = torch.zeros_like(W)
     vb = v[:batch]
-    t = time.perf_counter()
+    t = clock()
     for _ in range(reps):
         h = vb @ W  # positive phase
         hn = h if replicas == 1 else v @ W
@@ -48,7 +64,7 @@ def limit_rate(n_hidden: int, batch: int, k: int, replicas: int, dtype, reps: in
             hn = vn @ W
         G.addmm_(vb.T, h[:batch], beta=0.0)
         G.addmm_(vn[:batch].T, hn[:batch], alpha=-1.0)
-    return reps * batch / (time.perf_counter() - t)
+    return reps * batch / (clock() - t)
 
 
 def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> float:
@@ -56,18 +72,18 @@ def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> flo
     implementation must add -- the sigmoids, the uniform draws for the hidden states of every sweep
     (torch's CPU generator fills them one at a time), the biases, momentum and L2 -- with none of
     the library's structure.  The gap between it and the limit is the cost of sampling itself."""
-    g = torch.Generator().manual_seed(0)
-    W = torch.randn(N_VISIBLE, n_hidden, generator=g, dtype=dtype) * 0.01
-    b, c = torch.zeros(N_VISIBLE, dtype=dtype), torch.zeros(n_hidden, dtype=dtype)
-    X = (torch.rand(batch * 8, N_VISIBLE, generator=g) < 0.2).to(dtype)
+    g = generator(0)
+    W = torch.randn(N_VISIBLE, n_hidden, generator=g, dtype=dtype, device=DEVICE) * 0.01
+    b, c = torch.zeros(N_VISIBLE, dtype=dtype, device=DEVICE), torch.zeros(n_hidden, dtype=dtype, device=DEVICE)
+    X = (torch.rand(batch * 8, N_VISIBLE, generator=g, device=DEVICE) < 0.2).to(dtype)
     gW, gb, gc = torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)
-    t = time.perf_counter()
+    t = clock()
     for r in range(reps):
         v = X[(r % 8) * batch:(r % 8 + 1) * batch]
         hp = torch.sigmoid(v @ W + c)
         h, hn = hp, hp
         for _ in range(k):
-            h = (torch.rand(hn.shape, generator=g, dtype=dtype) < hn).to(dtype)
+            h = (torch.rand(hn.shape, generator=g, dtype=dtype, device=DEVICE) < hn).to(dtype)
             vn = torch.sigmoid(h @ W.T + b)
             hn = torch.sigmoid(vn @ W + c)
         gW.addmm_(vn.T, hn, beta=0.5, alpha=1.0 / batch).addmm_(v.T, hp, alpha=-1.0 / batch)
@@ -75,35 +91,36 @@ def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> flo
         gc.mul_(0.5).add_(hn.mean(0) - hp.mean(0))
         gW.add_(W, alpha=1e-4)
         torch._foreach_add_([W, b, c], [gW, gb, gc], alpha=-0.01)
-    return reps * batch / (time.perf_counter() - t)
+    return reps * batch / (clock() - t)
 
 
 def harmonium_rate(n_hidden: int, batch: int, k: int, algo: str, dtype: str, n_rows: int) -> float:
-    g = torch.Generator().manual_seed(1)
-    X = (torch.rand(n_rows, N_VISIBLE, generator=g) < 0.2).to(getattr(torch, dtype))
-    kw = dict(n_hidden=n_hidden, batch_size=batch, k=k, metrics=None, random_state=0, dtype=dtype, vb_init=0.0)
+    g = generator(1)
+    X = (torch.rand(n_rows, N_VISIBLE, generator=g, device=DEVICE) < 0.2).to(getattr(torch, dtype))
+    kw = dict(n_hidden=n_hidden, batch_size=batch, k=k, metrics=None, random_state=0, dtype=dtype, vb_init=0.0,
+              device=str(DEVICE))
     if algo == "pcd":
         kw.update(persistent=True)
     elif algo == "pt":
         kw.update(n_temperatures=4, n_chains=batch)
     est = hm.RBM(epochs=1, **kw).fit(X[: batch * 3])  # warm-up: allocations, first-call costs
     est.set_params(warm_start=True, epochs=2)
-    t = time.perf_counter()
+    t = clock()
     est.fit(X)
-    return n_rows / (time.perf_counter() - t)
+    return n_rows / (clock() - t)
 
 
 def dbm_limit_rate(sizes: tuple[int, ...], batch: int, n_particles: int, mf: int, k: int, dtype, reps: int) -> float:
     """Samples/s of the bare matrix products of one DBM update (two hidden layers): the bottom-up
     initialisation, ``mf`` mean-field sweeps, ``k`` Gibbs sweeps of the particles, the gradient."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     n0, n1, n2 = sizes
-    W0 = torch.randn(n0, n1, generator=g, dtype=dtype) * 0.01
-    W1 = torch.randn(n1, n2, generator=g, dtype=dtype) * 0.01
-    v = (torch.rand(batch, n0, generator=g) < 0.2).to(dtype)
-    p = [(torch.rand(n_particles, n, generator=g) < 0.5).to(dtype) for n in sizes]
+    W0 = torch.randn(n0, n1, generator=g, dtype=dtype, device=DEVICE) * 0.01
+    W1 = torch.randn(n1, n2, generator=g, dtype=dtype, device=DEVICE) * 0.01
+    v = (torch.rand(batch, n0, generator=g, device=DEVICE) < 0.2).to(dtype)
+    p = [(torch.rand(n_particles, n, generator=g, device=DEVICE) < 0.5).to(dtype) for n in sizes]
     G0, G1 = torch.zeros_like(W0), torch.zeros_like(W1)
-    t = time.perf_counter()
+    t = clock()
     for _ in range(reps):
         h1 = v @ W0 * 2
         h2 = h1 @ W1
@@ -116,21 +133,21 @@ def dbm_limit_rate(sizes: tuple[int, ...], batch: int, n_particles: int, mf: int
             x0, x2 = x1 @ W0.T, x1 @ W1
         G0.addmm_(torch.cat([x0, v]).T, torch.cat([x1, h1]), beta=0.0)
         G1.addmm_(torch.cat([x1, h1]).T, torch.cat([x2, h2]), beta=0.0)
-    return reps * batch / (time.perf_counter() - t)
+    return reps * batch / (clock() - t)
 
 
 def dbm_harmonium_rate(sizes: tuple[int, ...], batch: int, n_particles: int, mf: int, k: int, dtype: str,
                        n_rows: int) -> float:
-    g = torch.Generator().manual_seed(1)
-    X = (torch.rand(n_rows, sizes[0], generator=g) < 0.2).to(getattr(torch, dtype))
+    g = generator(1)
+    X = (torch.rand(n_rows, sizes[0], generator=g, device=DEVICE) < 0.2).to(getattr(torch, dtype))
     # mf_tol=0: exactly ``mf`` sweeps per batch, as in the limit
     kw = dict(batch_size=batch, n_particles=n_particles, max_mf_updates=mf, mf_tol=0.0, n_gibbs_steps=k,
-              pretrain=False, metrics=None, random_state=0, dtype=dtype)
+              pretrain=False, metrics=None, random_state=0, dtype=dtype, device=str(DEVICE))
     est = hm.DBM(sizes[1:], epochs=1, **kw).fit(X[: batch * 3])
     est.set_params(warm_start=True, epochs=2)
-    t = time.perf_counter()
+    t = clock()
     est.fit(X)
-    return n_rows / (time.perf_counter() - t)
+    return n_rows / (clock() - t)
 
 
 SKLEARN_CODE = r"""
@@ -158,25 +175,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer configurations and rounds")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="torch device to train on (default cpu)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    on_cpu = DEVICE.type == "cpu"
     configs = [  # (algo, k, n_hidden, batch, dtype)
         ("cd", 1, 1024, 100, "float32"), ("cd", 1, 1024, 10, "float32"), ("cd", 1, 1024, 1000, "float32"),
         ("cd", 1, 500, 100, "float32"), ("pcd", 1, 1024, 100, "float32"), ("cd", 10, 500, 100, "float32"),
         ("pt", 1, 500, 100, "float32"), ("cd", 1, 1024, 100, "float64"),
     ]
+    if not on_cpu:
+        configs.insert(3, ("cd", 1, 1024, 10000, "float32"))
     if args.quick:
         configs = configs[:2]
     rounds = 1 if args.quick else args.rounds
     results = []
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    where = (f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}" if on_cpu
+             else torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else str(DEVICE))
+    print(f"torch {torch.__version__}, {where}")
     print(f"{'config':34s} {'limit/s':>9s} {'ours/s':>9s} {'ratio':>6s} {'by hand':>8s} {'sklearn/s':>10s} {'x sklearn':>9s}")
     for algo, k, nh, bs, dt in configs:
-        n_rows = {10: 2000, 100: 10000, 1000: 20000}[bs] // (k if k > 1 else 1)
+        n_rows = {10: 2000, 100: 10000, 1000: 20000, 10000: 20000}[bs] // (k if k > 1 else 1) * (1 if on_cpu else 10)
         replicas = 4 if algo == "pt" else 1
         reps = max(5, n_rows // bs)
-        with_sklearn = algo in ("cd", "pcd") and k == 1 and dt == "float32"
+        with_sklearn = algo in ("cd", "pcd") and k == 1 and dt == "float32" and on_cpu
         lims, ours, sks, hands = [], [], [], []
+        limit_rate(nh, bs, k, replicas, getattr(torch, dt), 3)  # warm-up: library handles, kernels, caches
         for _ in range(rounds):  # interleaved, so that a slow spell of the machine hits all alike
             lims.append(limit_rate(nh, bs, k, replicas, getattr(torch, dt), reps))
             if algo in ("cd", "pcd"):
@@ -199,7 +225,7 @@ def main() -> None:
     # the DBM's joint training step: 784-500-1000 (Salakhutdinov & Hinton's MNIST DBM), batch 100,
     # 100 particles, 10 mean-field sweeps, 5 Gibbs sweeps
     sizes, bs, n_part, mf, k = (N_VISIBLE, 500, 1000), 100, 100, 10, 5
-    n_rows = 600 if args.quick else 2000
+    n_rows = (600 if args.quick else 2000) * (1 if on_cpu else 10)
     lims, ours = [], []
     for _ in range(rounds):
         lims.append(dbm_limit_rate(sizes, bs, n_part, mf, k, torch.float32, max(3, n_rows // bs)))

@@ -812,10 +812,23 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.name not in EXPERIMENTS:
         raise UserError(f"unknown experiment {args.name!r}; known experiments: {', '.join(sorted(EXPERIMENTS))}")
     out = args.out or os.path.join("out", "experiments", args.name + ("-quick" if args.quick else ""))
-    res = run(args.name, out, quick=args.quick, data_dir=args.data_dir, seed=args.seed)
+    _check_device(args.device)
+    try:
+        config = json.loads(args.config) if args.config else None
+    except json.JSONDecodeError as e:
+        raise UserError(f"--config is not valid JSON: {e}") from None
+    if config is not None and not isinstance(config, dict):
+        raise UserError("--config must be a JSON object, e.g. '{\"epochs\": 200}'")
+    try:
+        res = run(args.name, out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
+                  device=args.device or "cpu", config=config)
+    except ValueError as e:
+        if "unknown configuration keys" in str(e):
+            raise UserError(str(e)) from None
+        raise
     r = res.get("results", {})
     lines = [f"{args.name}{' (quick)' if args.quick else ''}, seed {args.seed}: "
-             f"{res['wall_time_s']:.1f} s, {res['torch_threads']} torch threads"]
+             f"{res['wall_time_s']:.1f} s, {res['torch_threads']} torch threads, device {res['device']}"]
     if args.name == "rbm-mnist":
         for key, label in (("logistic_regression", "RBM features + logistic regression"),
                            ("linear_svm", "RBM features + linear SVM"), ("knn", "RBM features + k-NN")):
@@ -1047,6 +1060,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--data-dir", metavar="DIR", default=None, help="data folder (default: HARMONIUM_DATA)")
     p.add_argument("--threads", type=_positive, default=None, metavar="T", help="CPU threads for torch")
+    p.add_argument("--device", default=None, help="torch device of the models (cpu, cuda, cuda:1, mps)")
+    p.add_argument("--config", metavar="JSON", default=None,
+                   help="entries replacing the preset's, as a JSON object, e.g. '{\"epochs\": 200}'")
     p = add("info", cmd_info, "describe a model file", [model])
     p.add_argument("--json", action="store_true", help="print JSON")
     parser._harmonium_commands = dict(sub.choices)  # type: ignore[attr-defined]

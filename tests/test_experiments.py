@@ -87,6 +87,26 @@ def test_rbm_mnist_likelihood_subset_of_variants(tmp_path):
         run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, only=("pdc",))
 
 
+def test_config_replaces_preset_entries_and_unknown_keys_are_refused(tmp_path, capsys):
+    data = _mnist_dir()
+    res = run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, only=("pcd",),
+              config={"n_hidden": 7, "betas": 300})
+    assert res["config"]["n_hidden"] == 7 and res["results"]["betas"] == 300
+    assert res["config"]["device"] == "cpu" and res["device"] == "cpu"
+    with pytest.raises(ValueError, match=r"unknown configuration keys \['n_hiden'\]"):
+        run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, config={"n_hiden": 7})
+    # the command line: --config as JSON, with the same refusal, and a device this machine lacks
+    assert cli.main(["experiment", "grbm-patches", "--quick", "--out", str(tmp_path / "g"),
+                     "--config", '{"n_hiden": 3}']) == 2
+    assert "unknown configuration keys ['n_hiden']" in capsys.readouterr().err
+    assert cli.main(["experiment", "grbm-patches", "--quick", "--config", "[1, 2]"]) == 2
+    assert "JSON object" in capsys.readouterr().err
+    assert cli.main(["experiment", "grbm-patches", "--quick", "--config", "{epochs: 2}"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert cli.main(["experiment", "grbm-patches", "--quick", "--device", "no-such-device"]) == 2
+    assert "invalid --device" in capsys.readouterr().err
+
+
 def test_cli_unknown_experiment(capsys):
     assert cli.main(["experiment", "no-such-thing"]) == 2
     err = capsys.readouterr().err

@@ -1,8 +1,9 @@
 """Reproductions of published experiments (docs/RESULTS.md records the numbers).
 
-``run(name, out_dir, quick=False, data_dir=None, seed=0)`` runs one experiment of ``EXPERIMENTS``,
-writes ``out_dir/results.json`` (numbers, configuration, wall times, torch version, threads) and
-pictures (``filters.png``, ``samples.png``), and returns the results as a dict.
+``run(name, out_dir, quick=False, data_dir=None, seed=0, device="cpu", config=None)`` runs one
+experiment of ``EXPERIMENTS``, writes ``out_dir/results.json`` (numbers, configuration, wall times,
+torch version, threads, device) and pictures (``filters.png``, ``samples.png``), and returns the
+results as a dict.
 """
 from __future__ import annotations
 
@@ -43,9 +44,12 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, **options) -> dict:
-    """Run experiment ``name``; write ``out_dir/results.json`` and pictures; return the results.
-    ``options`` go to the experiment's function (e.g. ``only=("pcd",)`` for ``rbm-mnist-likelihood``)."""
+def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, device: str = "cpu",
+        **options) -> dict:
+    """Run experiment ``name`` with every model on ``device``; write ``out_dir/results.json`` and
+    pictures; return the results.  ``options`` go to the experiment's function: ``config`` (a dict of
+    entries replacing the preset's, e.g. ``{"epochs": 200}``) for all, ``only=("pcd",)`` for
+    ``rbm-mnist-likelihood``."""
     import torch
 
     if name not in EXPERIMENTS:
@@ -57,7 +61,7 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, *
     if quick:  # tiny models: one thread is faster and immune to oversubscription on a busy machine
         torch.set_num_threads(1)
     try:
-        results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed, **options)
+        results = EXPERIMENTS[name](out, quick=quick, data_dir=data_dir, seed=seed, device=device, **options)
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
@@ -69,6 +73,7 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, *
         "wall_time_s": time.perf_counter() - t0,
         "torch_version": torch.__version__,
         "torch_threads": used_threads,
+        "device": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }

@@ -10,6 +10,23 @@ import numpy as np
 from ..datasets import binarize, load_mnist, validation_split
 
 
+def preset(full: dict, quick_cfg: dict, quick: bool, config: dict | None, device: str) -> dict:
+    """The experiment's configuration: its full or quick preset with ``config``'s entries replacing the
+    preset's (an unknown key is an error: a typo must not run the preset silently), and the torch
+    ``device`` every model and classifier of the run is put on."""
+    import torch
+
+    cfg = dict(quick_cfg if quick else full)
+    unknown = sorted(set(config or {}) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown configuration keys {unknown}; the preset has {sorted(cfg)}")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise ValueError(f"device {device!r} cannot be used here: {e}") from None
+    return {**cfg, **(config or {}), "device": str(device)}
+
+
 def mnist_binarized(data_dir=None, quick: bool = False, n_quick: int = 2000, binarized: bool = True):
     """(X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all): MNIST binarised at 0.5 (or the grey
     levels in [0, 1] with ``binarized=False``), the last 5000 training rows as validation (quick: the
@@ -38,7 +55,8 @@ def train_rbm(cfg: dict, X_tr, X_val, seed: int, quick: bool, metrics: tuple):
                                           "n_chains", "centering", "W_init", "hb_init") if key in cfg}
     rbm = RBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"],
               epochs=cfg["epochs"], batch_size=cfg["batch_size"], k=cfg["k"], persistent=cfg["persistent"],
-              l2=cfg["l2"], metrics=metrics, random_state=seed, verbose=0 if quick else 1, **optional)
+              l2=cfg["l2"], metrics=metrics, random_state=seed, verbose=0 if quick else 1,
+              device=cfg.get("device", "cpu"), **optional)
     return rbm.fit(X_tr, X_val=X_val)
 
 
@@ -73,7 +91,8 @@ def write_partial(out: Path, data: dict) -> None:
     (out / "partial.json").write_text(json.dumps(_jsonable(data), indent=2) + "\n")
 
 
-def linear_classifier(F_tr, y_tr, C: float, loss: str = "logistic", init=None, max_iter: int = 200):
+def linear_classifier(F_tr, y_tr, C: float, loss: str = "logistic", init=None, max_iter: int = 200,
+                      device: str = "cpu"):
     """A linear classifier trained by full-batch L-BFGS in torch (float32) on the objective of
     scikit-learn's ``LogisticRegression(C)`` (multinomial cross-entropy summed over rows + ||W||^2 / (2C),
     intercept not penalised) or of ``LinearSVC(C)`` (one-vs-rest squared hinge summed over rows times C
@@ -83,12 +102,13 @@ def linear_classifier(F_tr, y_tr, C: float, loss: str = "logistic", init=None, m
     features on the 2-core machine; this is the same convex problem solved ~10x faster."""
     import torch
 
-    X = torch.as_tensor(np.array(F_tr, dtype=np.float32))
-    y = torch.as_tensor(np.array(y_tr, dtype=np.int64))
+    X = torch.as_tensor(np.array(F_tr, dtype=np.float32), device=device)
+    y = torch.as_tensor(np.array(y_tr, dtype=np.int64), device=device)
     n, d = X.shape
     k = int(y.max()) + 1
-    W = torch.zeros(d, k, requires_grad=True) if init is None else init[0].clone().requires_grad_(True)
-    b = torch.zeros(k, requires_grad=True) if init is None else init[1].clone().requires_grad_(True)
+    if init is None:
+        init = torch.zeros(d, k, device=device), torch.zeros(k, device=device)
+    W, b = (t.to(device).clone().requires_grad_(True) for t in init)
     Y = torch.nn.functional.one_hot(y, k).float() * 2 - 1  # +-1 targets for the hinge
     opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-10,
                             history_size=20, line_search_fn="strong_wolfe")
@@ -111,7 +131,7 @@ def linear_predict(model, F):
     import torch
 
     W, b = model
-    return (torch.as_tensor(np.asarray(F, dtype=np.float32)) @ W + b).argmax(1).numpy()
+    return (torch.as_tensor(np.asarray(F, dtype=np.float32), device=W.device) @ W + b).argmax(1).cpu().numpy()
 
 
 def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_te, y_te, seed: int, timer: Timer,
@@ -149,7 +169,8 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
         row = {"n_labels": n, "validation_fraction": frac, "epochs": epochs, "patience": patience,
                "lr_patience": lr_patience, "batch_size": batch}
         common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
-                      validation_fraction=frac, random_state=seed, lr_patience=lr_patience)
+                      validation_fraction=frac, random_state=seed, lr_patience=lr_patience,
+                      device=cfg.get("device", "cpu"))
         for kind in ("pretrained", "random"):
             with timer(f"finetune_{n}_{kind}"):
                 if kind == "pretrained":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Timer, few_label_table, mnist_binarized, write_partial
+from ._common import Timer, few_label_table, mnist_binarized, preset, write_partial
 
 # the first full run (pretraining lr 0.05, joint lr 0.005, 30 + 40 epochs; momentum 0.9) grew weights so
 # large that log Z was 5,579 and the test ELBO -193 (docs/RESULTS.md); these rates are 5x smaller.  The
@@ -25,14 +25,16 @@ QUICK = dict(FULL, n_hidden=(32, 16), pretrain_epochs=2, epochs=2, n_particles=2
              betas_check=1000, elbo_rows=500, ft_epochs=3, ft_patience=2, ft_min_updates=100, few_labels=(1000, 100))
 
 
-def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
+def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *, config: dict | None = None,
+                  device: str = "cpu") -> dict:
+    """``config``: entries replacing the preset's; ``device``: the torch device of every model."""
     import torch
 
     from .. import estimate, viz
     from ..deep import DBM
 
     out = Path(out_dir)
-    cfg = QUICK if quick else FULL
+    cfg = preset(FULL, QUICK, quick, config, device)
     timer = Timer()
     X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all = mnist_binarized(data_dir, quick)
     with timer("dbm_training"):
@@ -41,7 +43,8 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
                   n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"],
                   pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
                                    "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
-                  metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1)
+                  metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
+                  device=cfg["device"])
         dbm.fit(X_tr, X_val=X_val)
     dbm.save(out / "dbm.safetensors")
     res: dict = {}
@@ -53,7 +56,7 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
                            random_state=seed + 2)
     with timer("reverse_ais"):  # from the persistent particles, run on for 1000 sweeps
         m = dbm.model_
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator(cfg["device"]).manual_seed(seed)
         with torch.no_grad():
             x, _ = m.gibbs([p[: cfg["ais_runs"]] for p in dbm.trainer_.particles], 1000 if not quick else 50,
                            generator=g)

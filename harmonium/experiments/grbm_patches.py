@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Timer
+from ._common import Timer, preset
 
 # Gaussian units with learned per-pixel sigma and *sampled* visible states in the negative phase
 # (with mean reconstructions the sigma gradient sees no noise and sigma collapses: test
@@ -57,14 +57,16 @@ def zca(X: np.ndarray, eps: float):
     return mu, Z, float(-0.5 * np.log(lam).sum())
 
 
-def run_grbm_patches(out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
+def run_grbm_patches(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *, config: dict | None = None,
+                     device: str = "cpu") -> dict:
+    """``config``: entries replacing the preset's; ``device``: the torch device of the model."""
     import torch
 
     from .. import estimate, viz
     from ..estimators import RBM
 
     out = Path(out_dir)
-    cfg = QUICK if quick else FULL
+    cfg = preset(FULL, QUICK, quick, config, device)
     timer = Timer()
     with timer("data"):
         P_tr, P_te = patches(cfg, seed)
@@ -81,7 +83,7 @@ def run_grbm_patches(out_dir, quick: bool = False, data_dir=None, seed: int = 0)
                   learning_rate=cfg["learning_rate"], momentum=cfg["momentum"], epochs=cfg["epochs"],
                   batch_size=cfg["batch_size"], k=cfg["k"], l2=cfg["l2"], sample_v_states=cfg["sample_v_states"],
                   metrics=("reconstruction_error", "free_energy_gap"), random_state=seed, dtype="float64",
-                  verbose=0 if quick else 1)
+                  verbose=0 if quick else 1, device=cfg["device"])
         rbm.fit(X_tr, X_val=X_te[:2000])
     rbm.save(out / "rbm.safetensors")
     with timer("ais"):

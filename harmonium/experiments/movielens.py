@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Timer, write_partial
+from ._common import Timer, preset, write_partial
 
 # chosen on a validation split of u1.base (10 % of each user's ratings; docs/MOVIELENS.md lists
 # what was tried), then applied unchanged to every fold
@@ -77,19 +77,22 @@ def summarize(folds: list[dict]) -> dict:
     return out
 
 
-def run_movielens(out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
+def run_movielens(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *, config: dict | None = None,
+                  device: str = "cpu") -> dict:
     """All models on MovieLens 100K u1..u5 (quick: u1 only, 20 hidden units, 3 epochs).  The RBM of
-    fold k is seeded with ``seed + k``."""
+    fold k is seeded with ``seed + k``.  ``config``: entries replacing the preset's; ``device``: the
+    torch device of the models."""
     from ..datasets import load_movielens
 
     out = Path(out_dir)
-    cfg = QUICK if quick else FULL
+    cfg = preset(FULL, QUICK, quick, config, device)
     timer = Timer()
     folds = []
     for fold in cfg["folds"]:
         with timer(f"u{fold}"):
             train, test = load_movielens("100k", fold=fold, data_dir=data_dir, download=False)
-            row = evaluate_fold(train, test, cfg["models"], cfg["bias"], seed + fold)
+            row = evaluate_fold(train, test, {k: dict(v, device=cfg["device"]) for k, v in cfg["models"].items()},
+                                cfg["bias"], seed + fold)
         folds.append({"fold": f"u{fold}", "n_train": len(train), "n_test": len(test), **row})
         write_partial(out, {"folds": folds})
     names = [k for k in folds[0] if k not in ("fold", "n_train", "n_test")]

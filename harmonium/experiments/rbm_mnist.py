@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import (Timer, few_label_table, linear_classifier, linear_predict, mnist_binarized, pictures,
-                      train_rbm, write_partial)
+                      preset, train_rbm, write_partial)
 
 # The first full run (binarised data, batch 100, learning rate 0.05 with momentum 0.9, 15 epochs) gave
 # noisy, dense filters and 5.60 % with logistic regression.  Diagnosis (docs/RESULTS.md): a minimal
@@ -78,7 +78,8 @@ def _train_selected_rbm(cfg, X_tr, y_tr, X_val, y_val, seed, quick, out, timer):
         with timer("rbm_selection"):
             F_lab = np.asarray(rbm.transform(X_tr[:n_lab]), dtype=np.float32)
             F_v = np.asarray(rbm.transform(X_val), dtype=np.float32)
-            scores[e] = _err(linear_predict(linear_classifier(F_lab, y_tr[:n_lab], cfg.get("select_C", 10.0)), F_v), y_val)
+            scores[e] = _err(linear_predict(linear_classifier(F_lab, y_tr[:n_lab], cfg.get("select_C", 10.0),
+                                                                  device=cfg["device"]), F_v), y_val)
         if not quick:
             print(f"  RBM after {e} epochs: validation error of logistic regression on its features "
                   f"({n_lab} labels) {scores[e]:.2f} %", flush=True)
@@ -90,9 +91,11 @@ def _train_selected_rbm(cfg, X_tr, y_tr, X_val, y_val, seed, quick, out, timer):
                                                                              for k, vals in rbm.history_.items()}}
 
 
-def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) -> dict:
+def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *, config: dict | None = None,
+                  device: str = "cpu") -> dict:
+    """``config``: entries replacing the preset's; ``device``: the torch device of every model."""
     out = Path(out_dir)
-    cfg = QUICK if quick else FULL
+    cfg = preset(FULL, QUICK, quick, config, device)
     timer = Timer()
     X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all = mnist_binarized(data_dir, quick,
                                                                          binarized=cfg.get("binarized", True))
@@ -111,7 +114,7 @@ def run_rbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0) ->
         with timer(key):
             val_err, best, prev = {}, None, None
             for C in sorted(grid):  # increasing C, each warm-started from the previous solution
-                prev = linear_classifier(F_tr, y_tr, C, loss=loss, init=prev)
+                prev = linear_classifier(F_tr, y_tr, C, loss=loss, init=prev, device=cfg["device"])
                 val_err[C] = _err(linear_predict(prev, F_val), y_val)
                 if best is None or val_err[C] < val_err[best[0]]:
                     best = (C, prev)

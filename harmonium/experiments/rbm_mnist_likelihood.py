@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from ._common import Timer, mnist_binarized, pictures, train_rbm, write_partial
+from ._common import Timer, mnist_binarized, pictures, preset, train_rbm, write_partial
 
 # CD-25 (~40-60 s per epoch with one thread on the shared 2-core machine).  The first full run
 # (learning rate 0.05, momentum 0.9, l2 1e-4, 15 epochs) grew weights so large (log Z ~ 1000) that AIS
@@ -60,10 +60,12 @@ def _score(rbm, cfg, X_tr, X_te, seed, timer, name):
 
 
 def run_rbm_mnist_likelihood(out_dir, quick: bool = False, data_dir=None, seed: int = 0,
-                             only: tuple[str, ...] | None = None) -> dict:
-    """``only``: train and score just these variants (by name) of the preset."""
+                             only: tuple[str, ...] | None = None, *, config: dict | None = None,
+                             device: str = "cpu") -> dict:
+    """``only``: train and score just these variants (by name) of the preset; ``config``: entries
+    replacing the preset's; ``device``: the torch device of every model."""
     out = Path(out_dir)
-    cfg = QUICK if quick else FULL
+    cfg = preset(FULL, QUICK, quick, config, device)
     if only is not None:
         unknown = sorted(set(only) - set(cfg["variants"]))
         if unknown:
