@@ -3,6 +3,7 @@ generator, scikit-learn tags, pickling, and the model-file state (see ``harmoniu
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -43,6 +44,22 @@ def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> Non
         if not positive and x < 0:
             raise ValueError(f"{name} must be non-negative, got {value!r}")
 
+
+
+def _restore_generator(state: Tensor, saved_on: str, device) -> torch.Generator:
+    """A generator on ``device`` that continues the saved random stream.  A stream saved on another
+    kind of device cannot continue (a CUDA generator's state is a seed and an offset, the CPU's a
+    Mersenne twister); the new generator is then seeded from the saved state's bytes: reproducible,
+    but not the draws the other device would have made."""
+    g = torch.Generator(device=device)
+    if g.device.type != saved_on:
+        digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+        return g.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    try:
+        g.set_state(state)
+    except RuntimeError as e:
+        raise ValueError(f"invalid random generator state: {e}") from None
+    return g
 
 
 class BoltzmannEstimator(TransformerMixin, BaseEstimator):
@@ -363,9 +380,11 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                     tensors[f"trainer.{key}"] = st[key]
             trainer = {"epoch": st["epoch"], "optimizer_param_groups": opt["param_groups"],
                        "optimizer_state": opt_keys}
+        rng_device = None
         if hasattr(self, "_rng"):
             tensors["rng"] = self._rng.get_state()
-        config = {"params": params, "n_features_in": int(self.n_features_in_),
+            rng_device = self._rng.device.type
+        config = {"params": params, "n_features_in": int(self.n_features_in_), "rng_device": rng_device,
                   **self._model_config(), "history": self.history_, "trainer": trainer}
         return config, tensors
 
@@ -400,12 +419,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         est.n_features_in_ = nv
         est.history_ = config.get("history") or {"epoch": []}
         if "rng" in tensors:
-            g = torch.Generator(device=est.device)
-            try:
-                g.set_state(tensors["rng"])
-            except RuntimeError as e:
-                raise ValueError(f"invalid random generator state: {e}") from None
-            est._rng = g
+            est._rng = _restore_generator(tensors["rng"], config.get("rng_device") or "cpu", est.device)
         tr = config.get("trainer")
         if tr is not None:
             opt_state: dict[int, dict[str, Any]] = {}
@@ -417,7 +431,9 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 d = {}
                 for key, val in keys.items():
                     if val == "__tensor__":
-                        val = tensors[f"trainer.optimizer.state.{idx}.{key}"].to(est.device)
+                        val = tensors[f"trainer.optimizer.state.{idx}.{key}"]
+                        if val.ndim:  # per-parameter buffers go to the device; step counts stay on the host
+                            val = val.to(est.device)
                         if val.ndim and val.shape != params_list[i].shape:
                             raise ValueError(f"optimizer state {idx}.{key} has shape {tuple(val.shape)}, "
                                              f"parameter has {tuple(params_list[i].shape)}")
@@ -431,7 +447,8 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 "epoch": int(tr["epoch"]),
                 "optimizer": {"state": opt_state, "param_groups": tr["optimizer_param_groups"]},
                 "chains": chains,
-                **{key: tensors.get(f"trainer.{key}") for key in _TRAINER_TENSORS},
+                **{key: tensors[f"trainer.{key}"].to(est.device) if f"trainer.{key}" in tensors else None
+                   for key in _TRAINER_TENSORS},
             }
         return est
 

@@ -92,13 +92,21 @@ class ParallelTempering(PersistentContrastiveDivergence):
         self.betas = torch.linspace(1.0, beta_min, self.n_temperatures, dtype=torch.float64)
         self.parity = 0
         self.last_swap_rate: Tensor | None = None
+        self._on_device: Tensor | None = None  # betas in the chains' dtype and device (copied once)
+
+    def _device_betas(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        b = self._on_device
+        if b is None or b.dtype != dtype or b.device != device:
+            b = self._on_device = self.betas.to(dtype=dtype, device=device)
+        return b
 
     def negative(self, model, pos, k, *, sample_v, sample_h, generator):
         T, C = self.n_temperatures, self.n_chains
         dtype, device = pos.h.dtype, pos.h.device
         if self.h is None:
             self.h = self._init_chains(pos, T * C)
-        beta = self.betas.to(dtype=dtype, device=device).repeat_interleave(C)[:, None]
+        b = self._device_betas(dtype, device)
+        beta = b.repeat_interleave(C)[:, None]
         s = model.gibbs(self.h, k, beta=beta, sample_v=sample_v, sample_h=sample_h, generator=generator)
         v, h, a = (x.view(T, C, -1) for x in (s.v, s.h, s.h_input))
         h_mean = s.h_mean.view(T, C, -1)
@@ -111,7 +119,6 @@ class ParallelTempering(PersistentContrastiveDivergence):
         lo = torch.arange(self.parity, T - 1, 2, device=device)
         self.parity ^= 1
         if len(lo):
-            b = self.betas.to(dtype=dtype, device=device)
             log_r = (b[lo] - b[lo + 1])[:, None] * (e1[lo] - e1[lo + 1])
             u = torch.rand(log_r.shape, generator=generator, dtype=dtype, device=device)
             swap = torch.log(u) < log_r  # (pairs, C)

@@ -5,7 +5,9 @@ Each test runs once per accelerator torch sees (CUDA, Apple's MPS) and is skippe
 as on CI.  The GPU run of these is recorded in docs/BENCHMARKS.md.
 """
 
+import collections
 import os
+import traceback
 import warnings
 
 import numpy as np
@@ -77,8 +79,8 @@ def test_ais_on_the_device_matches_the_exact_log_partition(device):
 
 @pytest.mark.parametrize("options", [dict(), dict(persistent=True, n_chains=13), dict(n_temperatures=3, n_chains=13),
                                      dict(k=3, centering=True, dropout=0.2, sparsity_target=0.1, sparsity_cost=0.1,
-                                          max_norm=3.0)],
-                         ids=["cd", "pcd", "pt", "cd3-centred-dropout-sparsity-maxnorm"])
+                                          max_norm=3.0), dict(optimizer="adam", learning_rate=0.01)],
+                         ids=["cd", "pcd", "pt", "cd3-centred-dropout-sparsity-maxnorm", "adam"])
 def test_rbm_trains_on_the_device_and_saves_for_the_cpu(device, options, tmp_path):
     X = _data()
     est = hm.RBM(n_hidden=N_HIDDEN, epochs=3, batch_size=N_SAMPLES, random_state=0, device=device, **options).fit(X)
@@ -103,55 +105,66 @@ def test_rbm_fit_is_reproducible_on_the_device(device):
     np.testing.assert_array_equal(a.components_, b.components_)
 
 
-def _count_host_syncs(fn) -> int:
-    """Synchronising CUDA calls made by ``fn`` (torch's sync-debug mode warns on each)."""
+def _host_syncs(fn) -> collections.Counter:
+    """The synchronising CUDA calls made by ``fn``, counted by the library lines that made them
+    (torch's sync-debug mode warns on each)."""
+    sites: collections.Counter = collections.Counter()
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message):
+            frames = [f for f in traceback.extract_stack()[:-1] if f"{os.sep}harmonium{os.sep}" in f.filename]
+            sites[" <- ".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in frames[-3:][::-1])] += 1
+
     torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():  # showwarning runs where the warning is raised: its stack is the site
         warnings.simplefilter("always")
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             fn()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sites
+
+
+def _syncs_of_an_epoch(device, n_batches, make):
+    X = _data(n=N_SAMPLES * n_batches)
+    est = make().fit(X[:N_SAMPLES * 2])  # the first fit: allocations, lazy initialisations
+    est.set_params(warm_start=True, epochs=2)
+    return _host_syncs(lambda: est.fit(X))
+
+
+def _assert_no_sync_per_batch(device, make):
+    """An epoch of 4 batches and one of 40 make the same host synchronisations, from the same lines."""
+    if device != "cuda":
+        pytest.skip("sync-debug mode is CUDA's")
+    _syncs_of_an_epoch(device, 4, make)  # once unmeasured: any first-use synchronisation happens here
+    few, many = _syncs_of_an_epoch(device, 4, make), _syncs_of_an_epoch(device, 40, make)
+    assert few == many, f"4 batches: {dict(few)}; 40 batches: {dict(many)}"
 
 
 @pytest.mark.parametrize("options", [dict(), dict(persistent=True, n_chains=13), dict(n_temperatures=3, n_chains=13)],
                          ids=["cd", "pcd", "pt"])
 def test_rbm_epoch_makes_no_host_sync_per_batch(device, options):
-    """An epoch of 4 batches and one of 40 make the same number of host synchronisations."""
-    if device != "cuda":
-        pytest.skip("sync-debug mode is CUDA's")
-    counts = []
-    for n_batches in (4, 40):
-        X = _data(n=N_SAMPLES * n_batches)
-        est = hm.RBM(n_hidden=N_HIDDEN, epochs=1, batch_size=N_SAMPLES, random_state=0, metrics=None,
-                     device=device, **options).fit(X[:N_SAMPLES * 2])
-        est.set_params(warm_start=True, epochs=2)
-        counts.append(_count_host_syncs(lambda: est.fit(X)))
-    assert counts[0] == counts[1], counts
+    _assert_no_sync_per_batch(device, lambda: hm.RBM(n_hidden=N_HIDDEN, epochs=1, batch_size=N_SAMPLES, random_state=0,
+                                                     metrics=None, device=device, **options))
 
 
 def test_dbm_epoch_makes_no_host_sync_per_batch(device):
-    if device != "cuda":
-        pytest.skip("sync-debug mode is CUDA's")
-    counts = []
-    for n_batches in (4, 40):
-        X = _data(n=N_SAMPLES * n_batches)
-        est = hm.DBM((5, 3), epochs=1, batch_size=N_SAMPLES, n_particles=13, pretrain=False, mf_tol=0.0,
-                     max_mf_updates=5, metrics=None, random_state=0, device=device).fit(X[:N_SAMPLES * 2])
-        est.set_params(warm_start=True, epochs=2)
-        counts.append(_count_host_syncs(lambda: est.fit(X)))
-    assert counts[0] == counts[1], counts
+    """With a fixed number of mean-field sweeps (``mf_tol=0``; a tolerance needs a host check per sweep)."""
+    _assert_no_sync_per_batch(device, lambda: hm.DBM((5, 3), epochs=1, batch_size=N_SAMPLES, n_particles=13,
+                                                     pretrain=False, mf_tol=0.0, max_mf_updates=5, metrics=None,
+                                                     random_state=0, device=device))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_dbm_on_the_device_matches_the_cpu_and_round_trips(device, dtype, tmp_path):
+    """A centred DBM (its offsets are training state that must follow the model to the device)."""
     _skip_unsupported(device, dtype)
     X = _data()
     name = "float32" if dtype == torch.float32 else "float64"
     est = hm.DBM((5, 3), epochs=2, batch_size=N_SAMPLES, n_particles=13, random_state=0, dtype=name,
-                 device=device).fit(X)
+                 centering=True, device=device).fit(X)
     assert all(p.device.type == device for p in est.model_.parameters())
     est.save(tmp_path / "d.safetensors")
     cpu = hm.load(tmp_path / "d.safetensors", device="cpu")
@@ -165,6 +178,9 @@ def test_dbm_on_the_device_matches_the_cpu_and_round_trips(device, dtype, tmp_pa
     r = estimate.ais(est.model_, n_runs=100, betas=2000, random_state=0)
     assert abs(r.log_z - exact) <= 0.15
     assert est.sample(3, n_steps=5).shape == (3, N_VISIBLE)
+    # a file trained on the CPU resumes on the device, and the reverse
+    hm.load(tmp_path / "d.safetensors", device="cpu").set_params(epochs=3, warm_start=True).fit(X).save(tmp_path / "c.safetensors")
+    assert hm.load(tmp_path / "c.safetensors", device=device).set_params(epochs=4, warm_start=True).fit(X).history_["epoch"][-1] == 4
 
 
 def test_dbn_and_fine_tuning_on_the_device(device):

@@ -169,3 +169,25 @@ def test_dbm_tensorboard_log_has_every_layer_and_the_particles(tmp_path):
     assert {"parameters/W.0", "parameters/W.1", "updates/W.0", "layer1/activation_probability",
             "layer2/activation_probability"} <= set(tags["histograms"])
     assert {"filters", "negative_particles"} <= set(tags["images"])
+
+
+def test_random_stream_saved_on_another_kind_of_device_is_reseeded_reproducibly(tmp_path):
+    """A CUDA generator's state (a seed and an offset, 16 bytes) cannot drive the CPU's generator:
+    loading such a file on the CPU seeds a fresh stream from the saved bytes, the same on every load;
+    a state that claims to be the CPU's but is not is still refused."""
+    from safetensors import safe_open
+
+    est = hm.RBM(n_hidden=N_HIDDEN, epochs=1, batch_size=5, random_state=0).fit(X)
+    est.save(tmp_path / "cpu.safetensors")
+    with safe_open(str(tmp_path / "cpu.safetensors"), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    assert json.loads(meta["config"])["rng_device"] == "cpu"
+    tensors["rng"] = torch.arange(16, dtype=torch.uint8)  # what torch.Generator("cuda").get_state() looks like
+    config = json.loads(meta["config"])
+    save_file(tensors, tmp_path / "cuda.safetensors", metadata=dict(meta, config=json.dumps(dict(config, rng_device="cuda"))))
+    a = hm.load(tmp_path / "cuda.safetensors").set_params(epochs=2, warm_start=True).fit(X)
+    b = hm.load(tmp_path / "cuda.safetensors").set_params(epochs=2, warm_start=True).fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    save_file(tensors, tmp_path / "bad.safetensors", metadata=meta)  # 16 bytes said to be a CPU state
+    with pytest.raises(ValueError, match="invalid random generator state"):
+        hm.load(tmp_path / "bad.safetensors")
