@@ -54,6 +54,14 @@ def _frozen(module: nn.Module) -> nn.Module:
     return m
 
 
+def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
+    """Inverted dropout: each entry kept with probability 1 - p and scaled by 1 / (1 - p)."""
+    if p <= 0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device) >= p
+    return x * keep / (1.0 - p)
+
+
 class UnitsLayer(nn.Module):
     """One hidden layer: ``units.mean(T(x) @ weight)``, optionally with extra input.
 
@@ -140,26 +148,24 @@ class FineTuneNetwork(nn.Module):
             parts.append(torch.cat([self.dbm.layers[l].statistic(q[l]) for l in range(2, self.dbm.n_layers)], 1))
         return torch.cat(parts)
 
-    def hidden(self, v: Tensor, extras: Tensor | None = None, *, dropout: float = 0.0,
+    def hidden(self, v: Tensor, extras: Tensor | None = None, *, dropout: float = 0.0, input_dropout: float = 0.0,
                generator: torch.Generator | None = None) -> list[Tensor]:
-        """The activations of every hidden layer, bottom to top."""
+        """The activations of every hidden layer, bottom to top; with (inverted) dropout of the
+        visible input and of every hidden layer's output when given."""
         if extras is None and self.n_extra:
             extras = self.augment(v)
         pieces = [None] * len(self.layers)
         if self.n_extra:
             pieces = list(torch.split(extras, self.extra_sizes, dim=1))
-        out, h = [], v
+        out, h = [], _dropout(v, input_dropout, generator)
         for layer, extra, size in zip(self.layers, pieces, self.extra_sizes):
-            h = layer(h, extra if size else None)
-            if dropout > 0:
-                keep = torch.rand(h.shape, generator=generator, dtype=h.dtype, device=h.device) >= dropout
-                h = h * keep / (1.0 - dropout)
+            h = _dropout(layer(h, extra if size else None), dropout, generator)
             out.append(h)
         return out
 
-    def forward(self, v: Tensor, extras: Tensor | None = None, *, dropout: float = 0.0,
+    def forward(self, v: Tensor, extras: Tensor | None = None, *, dropout: float = 0.0, input_dropout: float = 0.0,
                 generator: torch.Generator | None = None) -> Tensor:
-        hs = self.hidden(v, extras, dropout=dropout, generator=generator)
+        hs = self.hidden(v, extras, dropout=dropout, input_dropout=input_dropout, generator=generator)
         return self.output(hs[-1] if hs else v)
 
 
@@ -209,6 +215,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     epochs : passes over the (training part of the) data at most.
     batch_size : rows per update.
     dropout : probability of dropping each hidden activation during training.
+    input_dropout : probability of dropping each visible input during training (Srivastava et al.
+        2014 use 0.2 on MNIST with 0.5 on the hidden layers).
     l2 : weight decay on the weights (not on biases).
     validation_fraction : share of the training rows held out (stratified) for early stopping.
     early_stopping : hold out ``validation_fraction`` of the rows, keep the weights of the best epoch
@@ -239,7 +247,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, pretrained: Any = None, *, hidden_layer_sizes: Any = None, optimizer: str = "adam",
                  learning_rate: float = 1e-3, lr_multipliers: Any = None, epochs: int = 100, batch_size: int = 128,
-                 dropout: float = 0.0, l2: float = 1e-5, validation_fraction: float = 0.1,
+                 dropout: float = 0.0, input_dropout: float = 0.0, l2: float = 1e-5, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, lr_patience: int | None = None,
                  val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32",
                  device: str = "cpu", verbose: int = 0) -> None:
@@ -251,6 +259,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.l2 = l2
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
@@ -327,6 +336,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             integer("lr_patience", 0)
         real("learning_rate", lambda v: v > 0, "a positive number")
         real("dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+        real("input_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
         real("l2", lambda v: v >= 0, "a non-negative number")
         real("validation_fraction", lambda v: 0 <= v < 1, "in [0, 1)")
         if self.optimizer not in ("adam", "sgd"):
@@ -553,7 +563,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         opt = self.optimizer_
         n = X.shape[0]
         bs = int(self.batch_size)
-        p = float(self.dropout)
+        p, p_in = float(self.dropout), float(self.input_dropout)
         group = distributed.current()
         g_drop = g
         if group is not None:
@@ -575,7 +585,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                 if group is not None:
                     lo, hi = distributed.shard_bounds(n_batch, group)
                     i = i[lo:hi]
-                logits = net(X[i], None if E is None else E[i], dropout=p, generator=g_drop)
+                logits = net(X[i], None if E is None else E[i], dropout=p, input_dropout=p_in,
+                             generator=g_drop)
                 loss = F.cross_entropy(logits, y[i], reduction="sum") / n_batch
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -312,6 +312,25 @@ def test_same_seed_same_predictions_and_global_rng_untouched(digits, rbm):
     assert np.array_equal(a.predict_proba(Xte), b2.predict_proba(Xte))
 
 
+def test_input_dropout_masks_the_visible_units_with_the_given_stream(digits, rbm):
+    """hidden(v, input_dropout=p) is the first layer applied to v * mask / (1 - p), the mask drawn
+    first from the generator; dropout of the hidden outputs draws next."""
+    Xtr, _, ytr, _ = digits
+    clf = FineTunedClassifier(rbm, epochs=1, input_dropout=0.2, random_state=0).fit(Xtr, ytr)
+    net = clf.network_
+    v = torch.as_tensor(Xtr[:11], dtype=torch.float32)
+    with torch.no_grad():
+        got = net.hidden(v, input_dropout=0.2, generator=torch.Generator().manual_seed(3))[0]
+        mask = torch.rand(v.shape, generator=torch.Generator().manual_seed(3)) >= 0.2
+        want = net.layers[0](v * mask / 0.8)
+        torch.testing.assert_close(got, want)
+        assert not torch.allclose(got, net.hidden(v)[0])
+        # the same input mask (drawn first), then half of the hidden outputs dropped and the rest doubled
+        both = net.hidden(v, input_dropout=0.2, dropout=0.5, generator=torch.Generator().manual_seed(3))[0]
+        assert ((both == 0) | torch.isclose(both, 2 * want)).all() and (both == 0).any()
+    assert clf.get_params()["input_dropout"] == 0.2
+
+
 def test_clone_pickle_and_tensor_inputs(digits, rbm):
     Xtr, Xte, ytr, yte = digits
     clf = FineTunedClassifier(rbm, epochs=3, lr_multipliers=(0.5, 1.0), random_state=0)
@@ -389,6 +408,7 @@ def test_bad_inputs_raise_clear_errors(digits, rbm):
         FineTunedClassifier("rbm").fit(Xtr, ytr)
     for kw, msg in [(dict(optimizer="rmsprop"), "optimizer"), (dict(learning_rate=0), "learning_rate"),
                     (dict(epochs=-1), "epochs"), (dict(batch_size=0), "batch_size"), (dict(dropout=1.0), "dropout"),
+                    (dict(input_dropout=-0.1), "input_dropout"),
                     (dict(l2=-1), "l2"), (dict(validation_fraction=1.0), "validation_fraction"),
                     (dict(patience=0), "patience"), (dict(val_metric="f1"), "val_metric"),
                     (dict(dtype="float16"), "dtype"), (dict(random_state="x"), "random_state"),
