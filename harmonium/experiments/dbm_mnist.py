@@ -20,7 +20,7 @@ FULL = dict(n_hidden=(512, 1024), pretrain_epochs=20, pretrain_lr=0.01, epochs=2
             learning_rate=0.001, momentum=[0.5] * 3 + [0.9], l2=2e-4, n_particles=100,
             n_gibbs_steps=5, max_mf_updates=10, ais_runs=100, betas=20000, betas_check=100000, elbo_rows=10000,
             ft_epochs=50, ft_patience=10, ft_lr_patience=4, ft_min_updates=2000, ft_lr=1e-3, ft_batch_size=128,
-            few_labels=(60000, 10000, 1000, 100))
+            few_labels=(60000, 10000, 1000, 100), centering=False)
 QUICK = dict(FULL, n_hidden=(32, 16), pretrain_epochs=2, epochs=2, n_particles=20, ais_runs=20, betas=500,
              betas_check=1000, elbo_rows=500, ft_epochs=3, ft_patience=2, ft_min_updates=100, few_labels=(1000, 100))
 
@@ -40,7 +40,7 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
     with timer("dbm_training"):
         dbm = DBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"], epochs=cfg["epochs"],
                   batch_size=cfg["batch_size"], l2=cfg["l2"], n_particles=cfg["n_particles"],
-                  n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"],
+                  n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"], centering=cfg["centering"],
                   pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
                                    "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
                   metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
