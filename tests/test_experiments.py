@@ -54,6 +54,12 @@ def test_rbm_mnist_quick(tmp_path):
     for row in r["few_labels"]:
         assert 0.0 <= row["pretrained_accuracy"] <= 100.0 and 0.0 <= row["random_accuracy"] <= 100.0
     assert saved["wall_time_s"] > 0 and saved["torch_version"]
+    # again from the saved RBM: no training, the same features, so the same linear classifiers
+    again = run("rbm-mnist", tmp_path / "again", quick=True, data_dir=data, seed=0,
+                config={"rbm_file": str(tmp_path / "rbm.safetensors"), "few_labels": (100,)})
+    assert again["results"]["rbm_selection"]["rbm_file"].endswith("rbm.safetensors")
+    assert "rbm_training" not in again["times_s"]
+    assert again["results"]["logistic_regression"]["test_error"] == r["logistic_regression"]["test_error"]
 
 
 def test_rbm_mnist_likelihood_quick(tmp_path):
