@@ -808,6 +808,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run a published-experiment reproduction (harmonium.experiments) and print its numbers."""
     from .experiments import EXPERIMENTS, run
+    from .experiments._common import ConfigError
 
     if args.name not in EXPERIMENTS:
         raise UserError(f"unknown experiment {args.name!r}; known experiments: {', '.join(sorted(EXPERIMENTS))}")
@@ -822,10 +823,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     try:
         res = run(args.name, out, quick=args.quick, data_dir=args.data_dir, seed=args.seed,
                   device=args.device or "cpu", config=config)
-    except ValueError as e:
-        if "unknown configuration keys" in str(e):
-            raise UserError(str(e)) from None
-        raise
+    except ConfigError as e:
+        raise UserError(str(e)) from None
     r = res.get("results", {})
     lines = [f"{args.name}{' (quick)' if args.quick else ''}, seed {args.seed}: "
              f"{res['wall_time_s']:.1f} s, {res['torch_threads']} torch threads, device {res['device']}"]

@@ -10,6 +10,10 @@ import numpy as np
 from ..datasets import binarize, load_mnist, validation_split
 
 
+class ConfigError(ValueError):
+    """A configuration entry the experiment's preset does not have, or a device that cannot be used."""
+
+
 def preset(full: dict, quick_cfg: dict, quick: bool, config: dict | None, device: str) -> dict:
     """The experiment's configuration: its full or quick preset with ``config``'s entries replacing the
     preset's (an unknown key is an error: a typo must not run the preset silently), and the torch
@@ -19,11 +23,11 @@ def preset(full: dict, quick_cfg: dict, quick: bool, config: dict | None, device
     cfg = dict(quick_cfg if quick else full)
     unknown = sorted(set(config or {}) - set(cfg))
     if unknown:
-        raise ValueError(f"unknown configuration keys {unknown}; the preset has {sorted(cfg)}")
+        raise ConfigError(f"unknown configuration keys {unknown}; the preset has {sorted(cfg)}")
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as e:
-        raise ValueError(f"device {device!r} cannot be used here: {e}") from None
+        raise ConfigError(f"device {device!r} cannot be used here: {e}") from None
     return {**cfg, **(config or {}), "device": str(device)}
 
 
