@@ -7,7 +7,7 @@
 # 1. tests/test_devices.py: every public path on the device against the CPU, no host sync per batch,
 #    the quick experiments on the device;
 # 2. where the host synchronisations of a fit come from (a listing, for the record);
-# 3. benchmarks/throughput.py and benchmarks/ais.py on the device;
+# 3. benchmarks/throughput.py, benchmarks/cuda_graph_probe.py and benchmarks/ais.py on the device;
 # 4. with DATA_DIR (a folder holding mnist/), the dbm-mnist experiment on the device with
 #    DBM_CONFIG_JSON replacing preset entries, stopped at the time left (its partial.json stays).
 # Everything printed goes to OUT_DIR/device_check.log as well.
@@ -60,6 +60,9 @@ EOF
 
 stage "benchmarks/throughput.py --device cuda"
 timeout 200 python3 benchmarks/throughput.py --device cuda --rounds 3 --json "$OUT_DIR/throughput-cuda.json"
+
+stage "benchmarks/cuda_graph_probe.py"
+timeout 90 python3 benchmarks/cuda_graph_probe.py
 
 stage "benchmarks/ais.py --device cuda"
 timeout 60 python3 benchmarks/ais.py --device cuda
