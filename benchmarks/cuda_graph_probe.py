@@ -13,9 +13,14 @@ the limit.  If the replay reaches ~0.8 there, the library's loop should capture 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from throughput import handwritten_update  # noqa: E402  (the same update as throughput.py's "by hand")
 
 
 def rates(n_visible: int, n_hidden: int, batch: int, updates: int, device: torch.device) -> dict[str, float]:
@@ -26,16 +31,8 @@ def rates(n_visible: int, n_hidden: int, batch: int, updates: int, device: torch
     gW, gb, gc = torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)
     v_in = torch.empty(batch, n_visible, device=device)
 
-    def update() -> None:  # everything reads v_in and writes in place: capturable
-        hp = torch.sigmoid(v_in @ W + c)
-        h = (torch.rand(hp.shape, device=device) < hp).float()  # the default generator: graph-safe
-        vn = torch.sigmoid(h @ W.T + b)
-        hn = torch.sigmoid(vn @ W + c)
-        gW.addmm_(vn.T, hn, beta=0.5, alpha=1.0 / batch).addmm_(v_in.T, hp, alpha=-1.0 / batch)
-        gb.mul_(0.5).add_(vn.mean(0) - v_in.mean(0))
-        gc.mul_(0.5).add_(hn.mean(0) - hp.mean(0))
-        gW.add_(W, alpha=1e-4)
-        torch._foreach_add_([W, b, c], [gW, gb, gc], alpha=-0.01)
+    def update() -> None:  # reads v_in, writes in place, draws from the default generator: capturable
+        handwritten_update(v_in, W, b, c, gW, gb, gc, 1, None)
 
     def limit() -> None:
         h = v_in @ W

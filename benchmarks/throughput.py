@@ -67,6 +67,24 @@ def limit_rate(n_hidden: int, batch: int, k: int, replicas: int, dtype, reps: in
     return reps * batch / (clock() - t)
 
 
+def handwritten_update(v, W, b, c, gW, gb, gc, k: int, generator: torch.Generator | None) -> None:
+    """One CD-k update in bare torch, in place: the sigmoids, the hidden draws of every sweep, the
+    biases, momentum 0.5, L2 1e-4 and the step (learning rate 0.01).  ``generator=None``: torch's
+    default generator (the one a CUDA graph can capture)."""
+    batch = v.shape[0]
+    hp = torch.sigmoid(v @ W + c)
+    h, hn = hp, hp
+    for _ in range(k):
+        h = (torch.rand(hn.shape, generator=generator, dtype=v.dtype, device=v.device) < hn).to(v.dtype)
+        vn = torch.sigmoid(h @ W.T + b)
+        hn = torch.sigmoid(vn @ W + c)
+    gW.addmm_(vn.T, hn, beta=0.5, alpha=1.0 / batch).addmm_(v.T, hp, alpha=-1.0 / batch)
+    gb.mul_(0.5).add_(vn.mean(0) - v.mean(0))
+    gc.mul_(0.5).add_(hn.mean(0) - hp.mean(0))
+    gW.add_(W, alpha=1e-4)
+    torch._foreach_add_([W, b, c], [gW, gb, gc], alpha=-0.01)
+
+
 def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> float:
     """Samples/s of a hand-written CD-k loop in bare torch: the same products plus what any exact
     implementation must add -- the sigmoids, the uniform draws for the hidden states of every sweep
@@ -79,18 +97,7 @@ def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> flo
     gW, gb, gc = torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)
     t = clock()
     for r in range(reps):
-        v = X[(r % 8) * batch:(r % 8 + 1) * batch]
-        hp = torch.sigmoid(v @ W + c)
-        h, hn = hp, hp
-        for _ in range(k):
-            h = (torch.rand(hn.shape, generator=g, dtype=dtype, device=DEVICE) < hn).to(dtype)
-            vn = torch.sigmoid(h @ W.T + b)
-            hn = torch.sigmoid(vn @ W + c)
-        gW.addmm_(vn.T, hn, beta=0.5, alpha=1.0 / batch).addmm_(v.T, hp, alpha=-1.0 / batch)
-        gb.mul_(0.5).add_(vn.mean(0) - v.mean(0))
-        gc.mul_(0.5).add_(hn.mean(0) - hp.mean(0))
-        gW.add_(W, alpha=1e-4)
-        torch._foreach_add_([W, b, c], [gW, gb, gc], alpha=-0.01)
+        handwritten_update(X[(r % 8) * batch:(r % 8 + 1) * batch], W, b, c, gW, gb, gc, k, g)
     return reps * batch / (clock() - t)
 
 
