@@ -341,3 +341,23 @@ def test_ais_over_either_parity_matches_exact_log_z(parity, dtype):
         assert abs(rev.log_z - exact) <= 0.15, (type(visible).__name__, rev.log_z, exact)
     with pytest.raises(ValueError, match="parity"):
         estimate.ais(m, parity=2)
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_mixture_importance_sampling_from_exact_samples_matches_exact_log_z(parity):
+    from harmonium.units import Gaussian
+    g = torch.Generator().manual_seed(5)
+    for visible in (Bernoulli(7), Gaussian(7, sigma=0.8)):
+        m = DBMModel([visible, Bernoulli(5), Bernoulli(3)]).double()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.8)
+        exact = estimate.exact_log_partition(m)
+        samples = m.gibbs([u.sample(torch.zeros(110, u.n, dtype=torch.float64), 1.0, g) for u in m.layers], 300,
+                          generator=g)[0]
+        r = estimate.mixture_importance_sampling(m, samples, n_draws=20000, parity=parity, random_state=0)
+        assert abs(r.log_z - exact) <= 0.1, (type(visible).__name__, r.log_z, exact)
+    with pytest.raises(ValueError, match="all 3 layers"):
+        estimate.mixture_importance_sampling(m, samples[:2])
+    with pytest.raises(ValueError, match="parity"):
+        estimate.mixture_importance_sampling(m, samples, parity=3)

@@ -181,3 +181,49 @@ def test_ais_error_shrinks_with_more_betas():
                                for s in range(4)]))
     assert errors[0] > errors[1] > errors[2], errors
     assert errors[2] < 0.1
+
+
+# -- importance sampling from a mixture of the samples' conditionals ---------------------------------------
+def _exact_rbm_samples(m, n, seed):
+    """Visible rows drawn exactly: h from p(h) by enumeration, then v from p(v | h)."""
+    g = torch.Generator().manual_seed(seed)
+    H = all_states(m.hidden).to(m.W.dtype)
+    h = H[torch.multinomial(torch.softmax(-m.free_energy_hidden(H), 0), n, replacement=True, generator=g)]
+    return m.visible.sample(m.visible_input(h), 1.0, g)
+
+
+@pytest.mark.parametrize("visible,hidden,centered", [("bernoulli", "bernoulli", False), ("gaussian", "bernoulli", False),
+                                                     ("bernoulli", "softmax", False), ("bernoulli", "bernoulli", True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mixture_importance_sampling_matches_exact_log_z(visible, hidden, centered, dtype):
+    m = make_model(visible, hidden, scale=0.8, centered=centered).double()
+    exact = estimate.exact_log_partition(m)
+    v = _exact_rbm_samples(m, N_SAMPLES * 10, 0)
+    m, v = m.to(dtype), v.to(dtype)
+    r = estimate.mixture_importance_sampling(m, v, n_draws=20000, random_state=1)
+    assert abs(r.log_z - exact) <= 0.1, (r.log_z, exact)
+    assert r.log_z_interval[0] <= r.log_z <= r.log_z_interval[1]
+    assert r.lower_bound(1e-3) == pytest.approx(r.log_z - math.log(1e3))
+    assert r.ess > 100 and r.log_weights.shape == (20000,)
+
+
+def test_mixture_importance_sampling_is_a_lower_bound_when_the_samples_miss_mass():
+    m = make_model(scale=4.0)  # strong weights: p(h | v) is sharp
+    exact = estimate.exact_log_partition(m)
+    V = all_states(m.visible).double()
+    v = V[m.free_energy(V).argmax()][None]  # the least probable row: a proposal far from the mass
+    res = [estimate.mixture_importance_sampling(m, v, n_draws=200, random_state=s) for s in range(20)]
+    assert np.median([r.log_z for r in res]) < exact - 1.0  # typically far below ...
+    assert all(r.lower_bound(1e-3) < exact for r in res)  # ... and above it with probability <= e^-t
+    full = estimate.mixture_importance_sampling(m, _exact_rbm_samples(m, 200, 3), n_draws=20000, random_state=0)
+    assert abs(full.log_z - exact) <= 0.1
+
+
+def test_mixture_importance_sampling_refuses_bad_input():
+    m = make_model()
+    with pytest.raises(ValueError, match="samples"):
+        estimate.mixture_importance_sampling(m, torch.full((3, N_VISIBLE), 2.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        estimate.mixture_importance_sampling(m, torch.zeros(3, N_VISIBLE + 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="n_draws"):
+        estimate.mixture_importance_sampling(m, torch.zeros(3, N_VISIBLE, dtype=torch.float64), n_draws=1)
