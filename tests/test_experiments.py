@@ -162,5 +162,14 @@ def test_dbm_mnist_quick(tmp_path):
     # the check with more betas estimates the same log Z (a small model anneals easily)
     assert r["betas_check"] > res["config"]["betas"] and abs(r["log_z_ais_check"] - r["log_z_ais"]) < 1.0
     assert [row["n_labels"] for row in r["few_labels"]] == [100, 1000]
-    for name in ("filters.png", "samples.png", "particles.gif", "dbm.safetensors", "results.json"):
+    # importance sampling from the particles: a lower bound that a small model's forward AIS is above
+    assert r["log_z_lower_bound_999"] < r["log_z_importance"] <= r["log_z_ais"] + 1.0
+    assert not r["forward_ais_below_bound"] and r["test_elbo_upper_bound"] == r["test_elbo"]
+    for name in ("filters.png", "samples.png", "samples-random-starts.png", "particles.gif", "dbm.safetensors",
+                 "results.json"):
         assert (tmp_path / name).exists(), name
+    # the saved DBM evaluated again, without training: the same forward AIS
+    again = run("dbm-mnist", tmp_path / "again", quick=True, data_dir=data,
+                config={"dbm_file": str(tmp_path / "dbm.safetensors"), "betas_check": None, "few_labels": [100]})
+    assert again["results"]["log_z_ais"] == pytest.approx(r["log_z_ais"], abs=1e-9)
+    assert "log_z_ais_check" not in again["results"] and "dbm_training" not in again["times_s"]

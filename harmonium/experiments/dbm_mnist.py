@@ -19,11 +19,11 @@ from ._common import Timer, few_label_table, mnist_binarized, preset, write_part
 FULL = dict(n_hidden=(512, 1024), pretrain_epochs=20, pretrain_lr=0.01, epochs=20, batch_size=100,
             learning_rate=0.001, momentum=[0.5] * 3 + [0.9], l2=2e-4, n_particles=100,
             n_gibbs_steps=5, max_mf_updates=10, ais_runs=100, betas=20000, betas_check=100000, elbo_rows=10000,
-            ft_epochs=50, ft_patience=10, ft_lr_patience=4, ft_min_updates=2000, ft_lr=1e-3, ft_batch_size=128,
-            few_labels=(60000, 10000, 1000, 100), centering=False)
+            is_draws=20000, ft_epochs=50, ft_patience=10, ft_lr_patience=4, ft_min_updates=2000, ft_lr=1e-3,
+            ft_batch_size=128, few_labels=(60000, 10000, 1000, 100), centering=False, dbm_file=None)
 QUICK = dict(FULL, n_hidden=(32, 16), pretrain_epochs=2, epochs=2, n_particles=20, ais_runs=20, betas=500,
-             betas_check=1000, elbo_rows=500, ft_epochs=3, ft_patience=2, ft_min_updates=100, few_labels=(1000, 100))
-
+             betas_check=1000, elbo_rows=500, is_draws=2000, ft_epochs=3, ft_patience=2, ft_min_updates=100,
+             few_labels=(1000, 100))
 
 def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *, config: dict | None = None,
                   device: str = "cpu") -> dict:
@@ -31,45 +31,54 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
     import torch
 
     from .. import estimate, viz
-    from ..deep import DBM
 
     out = Path(out_dir)
     cfg = preset(FULL, QUICK, quick, config, device)
     timer = Timer()
     X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all = mnist_binarized(data_dir, quick)
-    with timer("dbm_training"):
-        dbm = DBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"], epochs=cfg["epochs"],
-                  batch_size=cfg["batch_size"], l2=cfg["l2"], n_particles=cfg["n_particles"],
-                  n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"], centering=cfg["centering"],
-                  pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
-                                   "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
-                  metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
-                  device=cfg["device"])
-        dbm.fit(X_tr, X_val=X_val)
-    dbm.save(out / "dbm.safetensors")
+    if cfg["dbm_file"]:  # the DBM (with its particles) saved by an earlier run: evaluate it again
+        from ..io import load
+
+        dbm = load(cfg["dbm_file"], device=cfg["device"])
+    else:
+        dbm = _train(cfg, X_tr, X_val, seed, quick, timer)
+        dbm.save(out / "dbm.safetensors")
+    particles = dbm._trainer().particles
     res: dict = {}
     base = torch.as_tensor(X_tr)
     with timer("ais"):
         fwd = estimate.ais(dbm, n_runs=cfg["ais_runs"], betas=cfg["betas"], base_rate=base, random_state=seed)
-    with timer("ais_check"):  # the same estimate with 5x the betas: does log Z still move?
-        chk = estimate.ais(dbm, n_runs=cfg["ais_runs"], betas=cfg["betas_check"], base_rate=base,
-                           random_state=seed + 2)
+    chk = None
+    if cfg["betas_check"]:
+        with timer("ais_check"):  # the same estimate with 5x the betas: does log Z still move?
+            chk = estimate.ais(dbm, n_runs=cfg["ais_runs"], betas=cfg["betas_check"], base_rate=base,
+                               random_state=seed + 2)
     with timer("reverse_ais"):  # from the persistent particles, run on for 1000 sweeps
         m = dbm.model_
         g = torch.Generator(cfg["device"]).manual_seed(seed)
         with torch.no_grad():
-            x, _ = m.gibbs([p[: cfg["ais_runs"]] for p in dbm.trainer_.particles], 1000 if not quick else 50,
+            x, _ = m.gibbs([p[: cfg["ais_runs"]] for p in particles], 1000 if not quick else 50,
                            generator=g)
         rev = estimate.reverse_ais(dbm, x, betas=cfg["betas"], base_rate=base, random_state=seed + 1)
+    with timer("importance_sampling"):  # a lower bound on log Z from the same particles, no annealing
+        mis = estimate.mixture_importance_sampling(dbm, x, n_draws=cfg["is_draws"], parity=1,
+                                                   random_state=seed + 3)
     with timer("elbo"):
         n = cfg["elbo_rows"]
         res["test_elbo"] = float(estimate.elbo(dbm, torch.as_tensor(X_te[:n]), fwd).mean())
         res["train_elbo"] = float(estimate.elbo(dbm, torch.as_tensor(X_tr[:n]), fwd).mean())
         res["elbo_rows"] = n
+    # log Z >= bound with probability 0.999, so the test ELBO with the true log Z is at most this
+    bound = mis.lower_bound(1e-3)
+    res["test_elbo_upper_bound"] = res["test_elbo"] + fwd.log_z - max(fwd.log_z, bound)
     res.update(log_z_ais=fwd.log_z, log_z_ais_interval=list(fwd.log_z_interval), ais_ess=fwd.ess,
                log_z_reverse_ais=rev.log_z, log_z_reverse_ais_interval=list(rev.log_z_interval),
-               log_z_gap=rev.log_z - fwd.log_z, log_z_ais_check=chk.log_z,
-               log_z_ais_check_interval=list(chk.log_z_interval), ais_check_ess=chk.ess, betas_check=chk.n_betas)
+               log_z_gap=rev.log_z - fwd.log_z,
+               log_z_importance=mis.log_z, log_z_importance_ess=mis.ess, log_z_lower_bound_999=bound,
+               forward_ais_below_bound=bool(fwd.log_z < bound))
+    if chk is not None:
+        res.update(log_z_ais_check=chk.log_z, log_z_ais_check_interval=list(chk.log_z_interval),
+                   ais_check_ess=chk.ess, betas_check=chk.n_betas)
     write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
 
     few_label_table(dbm, tuple(cfg["n_hidden"]), cfg, X_all, y_all, X_te, y_te, seed, timer, out, res)
@@ -77,9 +86,14 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
     with timer("pictures"):
         viz.plot_filters(dbm.model_.W[0].detach().T.cpu().numpy(), shape=(28, 28), path=out / "filters.png",
                          title="DBM first-layer filters")
+        with torch.no_grad():  # the particles after 1000 more sweeps: E[v | h1]
+            S = m.layers[0].mean(m.layer_input([None, x[1]] + [None] * (m.n_layers - 2), 0)).cpu().numpy()
+        viz.plot_samples(S, shape=(28, 28), path=out / "samples.png", title="DBM samples (persistent chains)")
+        # chains from uniformly random states: where they settle shows traps that the particles never visit
         S = dbm.sample(100, n_steps=1000 if not quick else 50, mean=True)
-        viz.plot_samples(S, shape=(28, 28), path=out / "samples.png", title="DBM samples")
-        x = [p[:16] for p in dbm.trainer_.particles]
+        viz.plot_samples(S, shape=(28, 28), path=out / "samples-random-starts.png",
+                         title="DBM samples (1000 sweeps from random states)")
+        x = [p[:16] for p in particles]
         frames = []
         with torch.no_grad():
             for _ in range(60):
@@ -93,3 +107,18 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
         "dbm_history": {k: [None if v is None else float(v) for v in vals] for k, vals in dbm.history_.items()},
         "times_s": timer.times,
     }
+
+
+def _train(cfg: dict, X_tr, X_val, seed: int, quick: bool, timer: Timer):
+    from ..deep import DBM
+
+    with timer("dbm_training"):
+        dbm = DBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"], epochs=cfg["epochs"],
+                  batch_size=cfg["batch_size"], l2=cfg["l2"], n_particles=cfg["n_particles"],
+                  n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"], centering=cfg["centering"],
+                  pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
+                                   "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
+                  metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
+                  device=cfg["device"])
+        dbm.fit(X_tr, X_val=X_val)
+    return dbm
