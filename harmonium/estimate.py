@@ -330,68 +330,62 @@ class _RBMPath:
 class _DBMPath:
     """The annealing path of a DBM over the states of the layers of one parity, the layers of the
     other parity summed out in closed form given them.  With ``parity`` 1 the state is the odd
-    layers (for two hidden layers: h1 alone, v and h2 summed out, as Salakhutdinov & Hinton 2009):
+    layers (for two hidden layers: h1 alone, v and h2 summed out, as Salakhutdinov & Hinton 2009).
 
-        log p*_beta(x_kept) = sum_{kept l} -e_l(x_l, beta) + sum_{summed l} log Z_l(beta a_l(x_kept), beta)
+    Every layer l has a base model A_l, the same units with their own biases (fitted to the data's
+    marginals of that layer, or zero: uniform), and the path interpolates the energies,
 
-    where the visible layer's energy interpolates the base model's, e_0 = (1 - beta) E_A + beta E_0
-    (kept), or enters its log-partition as the input (1 - beta) delta plus a constant (summed).  A
-    transition samples the summed layers given the kept ones, then the kept ones given those."""
+        p*_beta(x) = exp(-(1 - beta) sum_l E_A,l(x_l) - beta E(x)),
 
-    def __init__(self, m: DBMModel, base, sample_h: bool, parity: int) -> None:
-        self.m, self.base, self.sample_h, self.parity = m, base, sample_h, parity
-        vis = m.layers[0]
-        self.delta = vis.bias_as_input(base.bias - vis.bias)
-        # -(1 - beta) (E_A - E_0 + delta . T) is the same for every state (linear bias energies or
-        # Gaussian ones of the same sigma): its value at the zero state, for the summed-out visible layer
-        z = self.delta.new_zeros(1, vis.n)
-        self.visible_const = float((base.bias_energy(z) - vis.bias_energy(z) + vis.statistic(z) @ self.delta)[0])
+    so a layer's conditional at beta has the input beta a_l + (1 - beta) delta_l, delta_l the base's
+    bias relative to the model's as an input.  Summing out a layer gives its log-partition at that input
+    plus a constant, -(1 - beta) (E_A,l - E_l + delta_l . T_l), the same for every state (linear bias
+    energies, or Gaussian ones of one sigma).  A transition samples the summed layers given the kept
+    ones, then the kept ones given those."""
+
+    def __init__(self, m: DBMModel, bases: list, sample_h: bool, parity: int) -> None:
+        self.m, self.bases, self.sample_h, self.parity = m, bases, sample_h, parity
+        self.deltas, self.consts = [], []
+        for u, b in zip(m.layers, bases):
+            d = u.bias_as_input(b.bias - u.bias)
+            z = d.new_zeros(1, u.n)
+            self.deltas.append(d)
+            self.consts.append(float((b.bias_energy(z) - u.bias_energy(z) + u.statistic(z) @ d)[0]))
         self.kept = [l for l in range(m.n_layers) if l % 2 == parity]
         self.summed = [l for l in range(m.n_layers) if l % 2 != parity]
 
     def log_z0(self, like: Tensor) -> float:
-        z = float(self.base.log_partition(like.new_zeros(1, self.m.layers[0].n))[0])
-        for u in self.m.layers[1:]:
-            z += float(u.log_partition(like.new_zeros(1, u.n), 0.0)[0])
-        return z
+        return sum(float(b.log_partition(like.new_zeros(1, b.n))[0]) for b in self.bases)
+
+    def _input(self, l: int, a: Tensor, beta: float) -> Tensor:
+        return a * beta + (1 - beta) * self.deltas[l]
 
     def _sample_layer(self, l: int, a: Tensor, beta: float, g, mean_only: bool = False) -> Tensor:
         """A draw of layer l (or its mean) at beta given its input a from the layers around it."""
-        u, a = self.m.layers[l], a * beta
-        if l == 0:
-            a, beta = a + (1 - beta) * self.delta, 1.0
-        return u.mean(a, beta) if mean_only else u.sample(a, beta, g)
+        u, a = self.m.layers[l], self._input(l, a, beta)
+        return u.mean(a) if mean_only else u.sample(a, 1.0, g)
 
     def initial(self, n: int, like: Tensor, g) -> dict:
         x: list = [None] * self.m.n_layers
         for l in self.kept:
-            u = self.m.layers[l]
-            x[l] = self.base.sample(like.new_zeros(n, u.n), 1.0, g) if l == 0 else u.sample(
-                like.new_zeros(n, u.n), 0.0, g)
+            b = self.bases[l]
+            x[l] = b.sample(like.new_zeros(n, b.n), 1.0, g)
         return self._state(x)
 
     def from_samples(self, samples: list[Tensor]) -> dict:
         return self._state([x if l % 2 == self.parity else None for l, x in enumerate(samples)])
 
     def _state(self, x: list) -> dict:
-        s = {"x": x, "a": {l: self.m.layer_input(x, l) for l in self.summed}}
-        if self.parity == 0:
-            s["eb"], s["em"] = self.base.bias_energy(x[0]), self.m.layers[0].bias_energy(x[0])
-        return s
+        m = self.m
+        return {"x": x, "a": {l: m.layer_input(x, l) for l in self.summed},
+                "e": {l: (self.bases[l].bias_energy(x[l]), m.layers[l].bias_energy(x[l])) for l in self.kept}}
 
     def log_p(self, s: dict, beta: float) -> Tensor:
-        m, lp = self.m, 0.0
-        for l in self.kept:
-            if l == 0:
-                lp = lp - (1 - beta) * s["eb"] - beta * s["em"]
-            else:
-                lp = lp - m.layers[l].bias_energy(s["x"][l], beta)
+        lp = 0.0
+        for eb, em in s["e"].values():
+            lp = lp - (1 - beta) * eb - beta * em
         for l, a in s["a"].items():
-            if l == 0:
-                lp = lp + m.layers[0].log_partition(beta * a + (1 - beta) * self.delta, 1.0) - (
-                    1 - beta) * self.visible_const
-            else:
-                lp = lp + m.layers[l].log_partition(beta * a, beta)
+            lp = lp + self.m.layers[l].log_partition(self._input(l, a, beta)) - (1 - beta) * self.consts[l]
         return lp
 
     def transition(self, s: dict, beta: float, g) -> dict:
@@ -407,20 +401,25 @@ class _DBMPath:
 
 def _path(model, base_rate, sample_h: bool, parity: int = 0):
     m = as_model(model, (RBMModel, DBMModel))
-    vis = m.visible if isinstance(m, RBMModel) else m.layers[0]
-    base = copy.deepcopy(vis)
+    layers = [m.visible] if isinstance(m, RBMModel) else list(m.layers)
+    bases = [copy.deepcopy(u) for u in layers]
     with torch.no_grad():
-        if base_rate is None:
-            base.bias.zero_()
-        else:
+        for b in bases:
+            b.bias.zero_()
+        if base_rate is not None:
             x = _like(base_rate, m)
-            vis.validate(x, "base_rate")
-            base.bias.copy_(vis.init_bias(x.mean(0)))
+            layers[0].validate(x, "base_rate")
+            means = [x.mean(0)]
+            if isinstance(m, DBMModel):  # the hidden layers' marginals under the data: mean-field posteriors
+                means += [torch.stack([q.mean(0) * len(q) for q in qs]).sum(0) / len(x) for qs in zip(
+                    *(m.mean_field(c)[0][1:] for c in x.split(8192)))]
+            for u, b, mu in zip(layers, bases, means):
+                b.bias.copy_(u.init_bias(mu))
     if isinstance(m, RBMModel):
-        return m, _RBMPath(m, base, sample_h)
+        return m, _RBMPath(m, bases[0], sample_h)
     if parity not in (0, 1):
         raise ValueError(f"parity must be 0 (anneal the even layers) or 1 (the odd layers), got {parity!r}")
-    return m, _DBMPath(m, base, sample_h, parity)
+    return m, _DBMPath(m, bases, sample_h, parity)
 
 
 def _betas(betas) -> Tensor:
@@ -478,7 +477,10 @@ def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rat
 
     The annealing path runs from a base model (the visible unit type with biases fitted to
     ``base_rate`` data - the unit type's ``init_bias`` of the data means - or zero biases, uniform
-    for discrete units; hidden layers uniform) at beta = 0 to the model at beta = 1; for an RBM
+    for discrete units; an RBM's hidden layer uniform; a DBM's hidden layers fitted like the visible
+    one to their mean-field marginals under ``base_rate``, else uniform) at beta = 0 to the model at
+    beta = 1.  (Uniform hidden layers in a DBM favour, at small beta, the states with the first
+    hidden layer off and the second free; runs that settle there miss the rest of the mass.)  For an RBM
     the hidden layer, for a DBM the odd layers (``parity=0``: the runs move the even layers, the
     visible one included) or the even ones (``parity=1``: for two hidden layers the runs move h1
     alone, v and h2 summed out, the paper's choice), are summed out analytically (see ``_RBMPath``,

@@ -20,7 +20,8 @@ FULL = dict(n_hidden=(512, 1024), pretrain_epochs=20, pretrain_lr=0.01, epochs=2
             learning_rate=0.001, momentum=[0.5] * 3 + [0.9], l2=2e-4, n_particles=100,
             n_gibbs_steps=5, max_mf_updates=10, ais_runs=100, betas=20000, betas_check=100000, elbo_rows=10000,
             is_draws=20000, ft_epochs=50, ft_patience=10, ft_lr_patience=4, ft_min_updates=2000, ft_lr=1e-3,
-            ft_batch_size=128, few_labels=(60000, 10000, 1000, 100), centering=False, dbm_file=None)
+            ft_batch_size=128, few_labels=(60000, 10000, 1000, 100), centering=False, dbm_file=None,
+            decay_epochs=0, final_learning_rate=1e-5, ft_grey_levels=False)
 QUICK = dict(FULL, n_hidden=(32, 16), pretrain_epochs=2, epochs=2, n_particles=20, ais_runs=20, betas=500,
              betas_check=1000, elbo_rows=500, is_draws=2000, ft_epochs=3, ft_patience=2, ft_min_updates=100,
              few_labels=(1000, 100))
@@ -81,6 +82,8 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
                    ais_check_ess=chk.ess, betas_check=chk.n_betas)
     write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
 
+    if cfg["ft_grey_levels"]:  # the classifiers see the grey levels in [0, 1], as the seed's scripts did
+        *_, X_te, _, X_all, _ = mnist_binarized(data_dir, quick, binarized=False)
     few_label_table(dbm, tuple(cfg["n_hidden"]), cfg, X_all, y_all, X_te, y_te, seed, timer, out, res)
 
     with timer("pictures"):
@@ -113,7 +116,11 @@ def _train(cfg: dict, X_tr, X_val, seed: int, quick: bool, timer: Timer):
     from ..deep import DBM
 
     with timer("dbm_training"):
-        dbm = DBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"], epochs=cfg["epochs"],
+        lr, epochs = cfg["learning_rate"], cfg["epochs"]
+        if cfg["decay_epochs"]:  # constant, then geometric decay to final_learning_rate
+            lr = [lr] * epochs + np.geomspace(lr, cfg["final_learning_rate"], cfg["decay_epochs"]).tolist()
+            epochs += cfg["decay_epochs"]
+        dbm = DBM(cfg["n_hidden"], learning_rate=lr, momentum=cfg["momentum"], epochs=epochs,
                   batch_size=cfg["batch_size"], l2=cfg["l2"], n_particles=cfg["n_particles"],
                   n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"], centering=cfg["centering"],
                   pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
