@@ -475,19 +475,19 @@ def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rat
         random_state: int | None = None, sample_h: bool = True, parity: int = 0, verbose: bool = False) -> AISResult:
     """Annealed importance sampling estimate of log Z for an RBM of any unit types or a DBM of any depth.
 
-    The annealing path runs from a base model (the visible unit type with biases fitted to
-    ``base_rate`` data - the unit type's ``init_bias`` of the data means - or zero biases, uniform
-    for discrete units; an RBM's hidden layer uniform; a DBM's hidden layers fitted like the visible
-    one to their mean-field marginals under ``base_rate``, else uniform) at beta = 0 to the model at
-    beta = 1.  (Uniform hidden layers in a DBM favour, at small beta, the states with the first
-    hidden layer off and the second free; runs that settle there miss the rest of the mass.)  For an RBM
-    the hidden layer, for a DBM the odd layers (``parity=0``: the runs move the even layers, the
-    visible one included) or the even ones (``parity=1``: for two hidden layers the runs move h1
-    alone, v and h2 summed out, the paper's choice), are summed out analytically (see ``_RBMPath``,
-    ``_DBMPath``).  The two paths give the same estimate in expectation; neither was better on the
-    MNIST DBMs measured (docs/RESULTS.md, section 3).  The ``n_runs`` runs advance together as one batch; log-weights are
-    accumulated in float64.  ``betas``: a tensor of increasing values from 0 to 1, a number of
-    betas for the standard three-segment schedule, or None for the standard 14,500.
+    The annealing path runs from a base model at beta = 0 to the model at beta = 1.  The base model
+    has the model's unit types with biases fitted to ``base_rate`` data (each unit type's
+    ``init_bias`` of the data means; for a DBM's hidden layers, of their mean-field marginals under
+    the data), or zero biases (uniform for discrete units) without it; an RBM's hidden layer is
+    always uniform.  (Uniform hidden layers in a DBM favour, at small beta, states with the first
+    hidden layer off and the second free; runs that settle there miss the rest of the mass.)  For an
+    RBM the hidden layer is summed out analytically; for a DBM the odd layers (``parity=0``: the runs
+    move the even layers, the visible one included) or the even ones (``parity=1``: for two hidden
+    layers the runs move h1 alone, v and h2 summed out, the paper's choice).  See ``_RBMPath`` and
+    ``_DBMPath``.  The two parities give the same estimate in expectation; neither was clearly better
+    on the MNIST DBMs measured (docs/RESULTS.md, section 3).  The ``n_runs`` runs advance together as
+    one batch; log-weights are accumulated in float64.  ``betas``: a tensor of increasing values from
+    0 to 1, a number of betas for the standard three-segment schedule, or None for the standard 14,500.
 
     Under a ``torch.distributed`` process group (every rank calls this) the runs are split
     across ranks and the estimate is made from all of them on every rank.
