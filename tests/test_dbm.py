@@ -179,6 +179,9 @@ def test_dbm_training_raises_the_exact_likelihood():
     assert [a.shape for a in est.mean_field(BARS)] == [(len(BARS), 8), (len(BARS), 4)]
     s = est.sample(5, 20)
     assert s.shape == (5, 9) and set(np.unique(s)) <= {0.0, 1.0}
+    # the chains start from the persistent particles (repeated), not from random states
+    v = est.trainer_.particles[0].numpy()
+    assert np.array_equal(est.sample(2 * len(v) + 3, 0), np.concatenate([v, v, v[:3]]))
 
 
 def test_centered_dbm_trains_and_keeps_its_offsets():

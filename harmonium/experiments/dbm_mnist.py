@@ -97,7 +97,10 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
             S = m.layers[0].mean(m.layer_input([None, x[1]] + [None] * (m.n_layers - 2), 0)).cpu().numpy()
         viz.plot_samples(S, shape=(28, 28), path=out / "samples.png", title="DBM samples (persistent chains)")
         # chains from uniformly random states: where they settle shows traps that the particles never visit
-        S = dbm.sample(100, n_steps=1000 if not quick else 50, mean=True)
+        with torch.no_grad():
+            x = [u.sample(m.W[0].new_zeros(100, u.n), 1.0, g) for u in m.layers]
+            _, means = m.gibbs(x, 1000 if not quick else 50, generator=g)
+            S = means[0].cpu().numpy()
         viz.plot_samples(S, shape=(28, 28), path=out / "samples-random-starts.png",
                          title="DBM samples (1000 sweeps from random states)")
         x = [p[:16] for p in particles]
