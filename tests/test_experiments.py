@@ -154,7 +154,7 @@ def test_grbm_patches_quick(tmp_path, capsys):
 
 def test_dbm_mnist_quick(tmp_path):
     data = _mnist_dir()
-    res = run("dbm-mnist", tmp_path, quick=True, data_dir=data, config={"decay_epochs": 2})
+    res = run("dbm-mnist", tmp_path, quick=True, data_dir=data)
     r = res["results"]
     assert len(res["dbm_history"]["epoch"]) == 4  # 2 epochs at the preset's rate, 2 decaying to the final one
     assert r["test_elbo"] < 0 and r["train_elbo"] < 0
