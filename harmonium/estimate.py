@@ -472,7 +472,8 @@ def _anneal(path, state: dict, betas: list[float], g, verbose: bool, desc: str) 
 
 @torch.no_grad()
 def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rate: Tensor | None = None,
-        random_state: int | None = None, sample_h: bool = True, parity: int = 0, verbose: bool = False) -> AISResult:
+        random_state: int | None = None, sample_h: bool = True, parity: int = 0,
+        verbose: bool = False) -> AISResult:
     """Annealed importance sampling estimate of log Z for an RBM of any unit types or a DBM of any depth.
 
     The annealing path runs from a base model at beta = 0 to the model at beta = 1.  The base model
@@ -578,14 +579,10 @@ class ImportanceResult:
         return self.log_z - math.log(1.0 / delta)
 
 
-def _conditional_log_prob(u, x: Tensor, a: Tensor, chunk: int = 4096) -> Tensor:
-    """log p(x_m | input a_n) for every draw m and component n: -E(x_m) + T(x_m) . (a_n + b) - A(a_n)."""
-    t, e = u.statistic(x), u.bias_energy(x)
-    out = torch.empty(x.shape[0], a.shape[0], dtype=x.dtype, device=x.device)
-    log_part = u.log_partition(a)
-    for s in range(0, x.shape[0], chunk):
-        out[s:s + chunk] = (t[s:s + chunk] @ a.T) - e[s:s + chunk, None] - log_part
-    return out
+def _conditional_log_prob(u, x: Tensor, a: Tensor, log_part: Tensor) -> Tensor:
+    """log p(x_m | input a_n) for every draw m and component n: -E(x_m) + T(x_m) . a_n - A(a_n), with
+    ``log_part`` = A(a) (the bias inside E and A)."""
+    return u.statistic(x) @ a.T - u.bias_energy(x)[:, None] - log_part
 
 
 @torch.no_grad()
@@ -622,13 +619,15 @@ def mixture_importance_sampling(model, samples, *, n_draws: int = 20000, parity:
     if n < 1 or n_draws < 2:
         raise ValueError(f"need at least one sample and two draws, got {n} samples and n_draws={n_draws}")
     comp = torch.randint(n, (n_draws,), generator=g, device=g.device)
-    log_q = None
-    draws = {}
-    for key, (u, a) in kept.items():
-        draws[key] = u.sample(a[comp], 1.0, g)
-        lq = _conditional_log_prob(u, draws[key], a)
-        log_q = lq if log_q is None else log_q + lq
-    log_q = torch.logsumexp(log_q, 1) - math.log(n)
+    draws = {key: u.sample(a[comp], 1.0, g) for key, (u, a) in kept.items()}
+    log_parts = {key: u.log_partition(a) for key, (u, a) in kept.items()}
+    log_q = torch.empty(n_draws, dtype=torch.float64, device=comp.device)
+    chunk = max(1, (1 << 22) // n)  # draws x components per block: at most 4M entries
+    for s in range(0, n_draws, chunk):
+        lq = sum(_conditional_log_prob(u, draws[key][s:s + chunk], a, log_parts[key])
+                 for key, (u, a) in kept.items())
+        log_q[s:s + chunk] = torch.logsumexp(lq, 1)
+    log_q -= math.log(n)
     if isinstance(m, RBMModel):
         log_p = -m.free_energy_hidden(draws["h"])
     else:

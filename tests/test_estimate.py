@@ -192,8 +192,9 @@ def _exact_rbm_samples(m, n, seed):
     return m.visible.sample(m.visible_input(h), 1.0, g)
 
 
-@pytest.mark.parametrize("visible,hidden,centered", [("bernoulli", "bernoulli", False), ("gaussian", "bernoulli", False),
-                                                     ("bernoulli", "softmax", False), ("bernoulli", "bernoulli", True)])
+@pytest.mark.parametrize("visible,hidden,centered", [
+    ("bernoulli", "bernoulli", False), ("gaussian", "bernoulli", False), ("bernoulli", "softmax", False),
+    ("bernoulli", "bernoulli", True)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_mixture_importance_sampling_matches_exact_log_z(visible, hidden, centered, dtype):
     m = make_model(visible, hidden, scale=0.8, centered=centered).double()
