@@ -96,8 +96,7 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
     with timer("pictures"):
         viz.plot_filters(dbm.model_.W[0].detach().T.cpu().numpy(), shape=(28, 28), path=out / "filters.png",
                          title="DBM first-layer filters")
-        with torch.no_grad():  # the particles after 1000 more sweeps: E[v | h1]
-            S = m.layers[0].mean(m.layer_input([None, x[1]] + [None] * (m.n_layers - 2), 0)).cpu().numpy()
+        S = dbm.sample(100, n_steps=1000 if not quick else 50, mean=True)  # from the persistent particles
         viz.plot_samples(S, shape=(28, 28), path=out / "samples.png", title="DBM samples (persistent chains)")
         # chains from uniformly random states: where they settle shows traps that the particles never visit
         with torch.no_grad():
