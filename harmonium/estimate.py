@@ -411,15 +411,23 @@ def _path(model, base_rate, sample_h: bool, parity: int = 0):
             layers[0].validate(x, "base_rate")
             means = [x.mean(0)]
             if isinstance(m, DBMModel):  # the hidden layers' marginals under the data: mean-field posteriors
-                means += [torch.stack([q.mean(0) * len(q) for q in qs]).sum(0) / len(x) for qs in zip(
-                    *(m.mean_field(c)[0][1:] for c in x.split(8192)))]
+                sums = [torch.zeros(u.n, dtype=x.dtype, device=x.device) for u in layers[1:]]
+                for chunk in x.split(8192):
+                    for total, q in zip(sums, m.mean_field(chunk)[0][1:]):
+                        total += q.sum(0)
+                means += [total / len(x) for total in sums]
             for u, b, mu in zip(layers, bases, means):
                 b.bias.copy_(u.init_bias(mu))
     if isinstance(m, RBMModel):
         return m, _RBMPath(m, bases[0], sample_h)
-    if parity not in (0, 1):
-        raise ValueError(f"parity must be 0 (anneal the even layers) or 1 (the odd layers), got {parity!r}")
+    _check_parity(parity)
     return m, _DBMPath(m, bases, sample_h, parity)
+
+
+def _check_parity(parity) -> None:
+    if parity not in (0, 1):
+        raise ValueError(f"parity must be 0 (the even layers, the visible one included) or 1 (the odd layers), "
+                         f"got {parity!r}")
 
 
 def _betas(betas) -> Tensor:
@@ -607,8 +615,7 @@ def mixture_importance_sampling(model, samples, *, n_draws: int = 20000, parity:
         m.visible.validate(v, "samples")
         kept = {"h": (m.hidden, m.hidden_input(v))}
     else:
-        if parity not in (0, 1):
-            raise ValueError(f"parity must be 0 (the even layers) or 1 (the odd layers), got {parity!r}")
+        _check_parity(parity)
         xs = [_like(x, m) for x in samples]
         if len(xs) != m.n_layers:
             raise ValueError(f"need states of all {m.n_layers} layers of the DBM, got {len(xs)}")
