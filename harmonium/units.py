@@ -160,7 +160,10 @@ class Units(nn.Module):
         """Number of joint states of the layer (inf for continuous layers)."""
         if not self.enumerable:
             return math.inf
-        return float(self.site_states().shape[0]) ** (self.n // self.site_size)
+        try:
+            return float(self.site_states().shape[0]) ** (self.n // self.site_size)
+        except OverflowError:  # more than ~1.8e308 states (e.g. 1024 binary units): as good as infinite
+            return math.inf
 
     def enumerate_states(self, chunk: int | None = None):
         """Yield all joint states of the layer, in chunks of rows (float64)."""

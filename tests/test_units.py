@@ -827,6 +827,14 @@ def test_site_quadrature_gaussian_integrates_the_conditional(dtype):
     close(log_z, u.log_partition(a.T).squeeze(0).to(torch.float64), dtype, scale=10)
 
 
+def test_n_states_too_many_for_a_float_is_infinite():
+    """2 ** 1024 overflows a float: a 1024-unit layer (a DBM's top layer on MNIST) has "infinitely"
+    many states, which must not raise when a DBM asks whether exact enumeration is feasible."""
+    assert Bernoulli(1023).n_states() == 2.0 ** 1023
+    assert Bernoulli(1024).n_states() == math.inf
+    assert Softmax(3 * 700, group_size=3).n_states() == math.inf
+
+
 def test_gaussian_is_not_enumerable():
     u = Gaussian(3)
     assert not u.enumerable
