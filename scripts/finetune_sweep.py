@@ -1,0 +1,53 @@
+"""Fine-tune a saved RBM, DBN or DBM on all 60,000 MNIST labels with several settings, as the
+experiments' 60k few-labels row does (grey levels, 55,000 + 5,000 stratified validation rows, Adam
+1e-3, batch 128, up to 200 epochs, patience 25, learning rate halved after 8 epochs without
+improvement, seed 0), and print each setting's best validation accuracy and test error.
+
+    python scripts/finetune_sweep.py MODEL.safetensors 'JSON list of FineTunedClassifier keyword dicts'
+        [--data-dir DIR] [--threads 1] [--jsonl OUT]
+
+e.g. '[{"dropout": 0.2}, {"dropout": 0.5, "input_dropout": 0.2}]'.  Choose among the settings by the
+validation accuracy: the test error is printed to be reported, not to choose with.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import harmonium as hm
+from harmonium.experiments._common import mnist_binarized
+from harmonium.finetune import FineTunedClassifier
+
+DEFAULTS = dict(learning_rate=1e-3, epochs=200, patience=25, lr_patience=8, batch_size=128,
+                validation_fraction=5000 / 60000, random_state=0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("settings", type=json.loads)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jsonl", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = hm.load(args.model)
+    *_, X_te, y_te, X_all, y_all = mnist_binarized(args.data_dir, binarized=False)
+    for setting in args.settings:
+        t = time.perf_counter()
+        clf = FineTunedClassifier(model, **{**DEFAULTS, **setting}).fit(X_all, y_all)
+        row = dict(model=args.model, setting=setting, best_val_accuracy=max(clf.history_["val_accuracy"]),
+                   test_error=100.0 * float(np.mean(clf.predict(X_te) != y_te)), best_epoch=int(clf.best_epoch_),
+                   epochs_run=int(clf.n_iter_), seconds=round(time.perf_counter() - t, 1))
+        print(json.dumps(row), flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
