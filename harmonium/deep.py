@@ -202,6 +202,9 @@ class DBM(BoltzmannEstimator):
         that follow the data means of every layer's statistic (rate 0.01), started from the data
         and a bottom-up pass; the model itself stays an ordinary DBM (see ``DBMModel.write_gradient``).
         For unit types whose bias is the natural parameter (Bernoulli, softmax, multinomial).
+        On MNIST (784-512-1024, docs/RESULTS.md section 3) it kept the top layer alive: 898 of
+        1,024 units active after joint training, against 29 uncentred (they died once the
+        momentum rose to 0.9).
     metrics : "auto" (reconstruction error; exact log-likelihood for tiny models), None, or a list of
         "reconstruction_error", "log_likelihood".
     log_dir : TensorBoard logs of joint training (metrics, parameter and update histograms, each
