@@ -1,5 +1,5 @@
 """Fine-tune a saved RBM, DBN or DBM on all 60,000 MNIST labels with several settings, as the
-experiments' 60k few-labels row does (grey levels, 55,000 + 5,000 stratified validation rows, Adam
+dbm-mnist preset's 60k few-labels row does (grey levels, 55,000 + 5,000 stratified validation rows, Adam
 1e-3, batch 128, up to 200 epochs, patience 25, learning rate halved after 8 epochs without
 improvement, seed 0), and print each setting's best validation accuracy and test error.
 
@@ -20,9 +20,12 @@ import torch
 
 import harmonium as hm
 from harmonium.experiments._common import mnist_binarized
+from harmonium.experiments.dbm_mnist import FULL
 from harmonium.finetune import FineTunedClassifier
 
-DEFAULTS = dict(learning_rate=1e-3, epochs=200, patience=25, lr_patience=8, batch_size=128,
+# the dbm-mnist preset's fine-tuning settings (its 60k row), so the two cannot drift apart
+DEFAULTS = dict(learning_rate=FULL["ft_lr"], epochs=FULL["ft_epochs"], patience=FULL["ft_patience"],
+                lr_patience=FULL["ft_lr_patience"], batch_size=FULL["ft_batch_size"],
                 validation_fraction=5000 / 60000, random_state=0)
 
 
