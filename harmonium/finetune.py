@@ -223,6 +223,11 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         by ``val_metric`` and stop after ``patience`` epochs without improvement.  Without it (or with
         ``validation_fraction=0``) every row is trained on and the last weights are kept.
     patience : epochs without improvement before stopping.
+    refit : after early stopping has chosen the number of epochs (``best_epoch_``), train the network
+        again from the same initialisation on every row, validation rows included, for that many
+        epochs with the learning rates the validated run used in each epoch, and keep the result
+        (the protocol of Hinton & Salakhutdinov 2006: the held-out rows choose, then all rows train).
+        Without a validation split there is nothing to refit and it has no effect.
     lr_patience : with a validation split, halve every learning rate after this many epochs without
         improvement of ``val_metric`` (torch's ``ReduceLROnPlateau``, factor 0.5); None keeps the
         learning rates constant.  Smaller than ``patience`` to be of use.
@@ -240,16 +245,20 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     optimizer_ : the torch optimizer; its parameter groups are named ``"layer{l}.weight"``,
         ``"layer{l}.bias"``, ``"output.weight"`` and ``"output.bias"`` (key ``"name"``), with the
         layer's index under ``"layer"`` (the output layer is the last index).
-    history_ : per-epoch lists ``epoch``, ``train_loss`` and, with a validation split, ``val_loss`` and
+    history_ : per-epoch lists ``epoch``, ``train_loss``, ``lr_factor`` (the learning rates' factor
+        against ``learning_rate`` during that epoch) and, with a validation split, ``val_loss`` and
         ``val_accuracy``.
-    best_epoch_ : the epoch whose weights were kept (0: the initial ones).  n_iter_ : epochs run.
+    best_epoch_ : the epoch whose weights were kept (0: the initial ones).  n_iter_ : epochs run (in
+        the validated run when refitting).
+    refit_history_ : with ``refit`` and a validation split, the refit's ``epoch``, ``train_loss`` and
+        ``lr_factor``; the network then holds the refit's weights.
     """
 
     def __init__(self, pretrained: Any = None, *, hidden_layer_sizes: Any = None, optimizer: str = "adam",
                  learning_rate: float = 1e-3, lr_multipliers: Any = None, epochs: int = 100, batch_size: int = 128,
                  dropout: float = 0.0, input_dropout: float = 0.0, l2: float = 1e-5, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, lr_patience: int | None = None,
-                 val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32",
+                 refit: bool = False, val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32",
                  device: str = "cpu", verbose: int = 0) -> None:
         self.pretrained = pretrained
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -265,6 +274,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.lr_patience = lr_patience
+        self.refit = refit
         self.val_metric = val_metric
         self.random_state = random_state
         self.dtype = dtype
@@ -343,8 +353,9 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.val_metric not in ("accuracy", "loss"):
             raise ValueError(f"val_metric must be 'accuracy' or 'loss', got {self.val_metric!r}")
-        if not isinstance(self.early_stopping, (bool, np.bool_)):
-            raise ValueError(f"early_stopping must be True or False, got {self.early_stopping!r}")
+        for name in ("early_stopping", "refit"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.random_state is not None and (isinstance(self.random_state, bool) or not isinstance(
@@ -513,7 +524,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y) -> "FineTunedClassifier":
         """Build the network from ``pretrained`` (or at random) and train it on (X, y)."""
         src, sizes = self._check_params()
-        for attr in ("network_", "optimizer_", "_visible_", "n_features_in_", "classes_"):
+        for attr in ("network_", "optimizer_", "_visible_", "n_features_in_", "classes_", "refit_history_"):
             self.__dict__.pop(attr, None)
         vis = self._visible_units(src)
         self._visible_ = None if vis is None else _frozen(vis).to(dtype=self._torch_dtype, device=self.device)
@@ -534,13 +545,13 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
         seed = self._seed()
         rng = np.random.default_rng(seed)
-        g = torch.Generator(device=self.device)
-        g.manual_seed(int(rng.integers(2 ** 63)))
-        g_init = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))  # CPU: initial weights
-        net = self._build(src, sizes, n_visible, len(classes), g_init)
+        g_seed = int(rng.integers(2 ** 63))
+        g = torch.Generator(device=self.device).manual_seed(g_seed)
+        init_seed = int(rng.integers(2 ** 63))  # CPU generator for the initial weights
+        net = self._build(src, sizes, n_visible, len(classes), torch.Generator().manual_seed(init_seed))
         self.network_ = net
         self.optimizer_ = self._make_optimizer(net)
-        self.history_: dict[str, list] = {"epoch": [], "train_loss": []}
+        self.history_: dict[str, list] = {"epoch": [], "train_loss": [], "lr_factor": []}
         self.best_epoch_ = 0
         self.n_iter_ = 0
 
@@ -552,11 +563,22 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         if va is not None:
             X_va, E_va, y_va = pick(Xt, va), pick(extras, va), pick(yt, va)
             self.history_.update(val_loss=[], val_accuracy=[])
-        self._train(net, X_tr, E_tr, y_tr, None if va is None else (X_va, E_va, y_va), g)
+        self._train(net, X_tr, E_tr, y_tr, None if va is None else (X_va, E_va, y_va), g, self.history_)
+        if self.refit and va is not None:
+            # the same initialisation and streams, every row, the validated run's epochs and learning
+            # rates: with constant rates, exactly the fit without validation for best_epoch_ epochs
+            g.manual_seed(g_seed)
+            net = self._build(src, sizes, n_visible, len(classes), torch.Generator().manual_seed(init_seed))
+            self.network_ = net
+            self.optimizer_ = self._make_optimizer(net)
+            self.refit_history_ = {"epoch": [], "train_loss": [], "lr_factor": []}
+            self._train(net, Xt, extras, yt, None, g, self.refit_history_,
+                        schedule=self.history_["lr_factor"][:self.best_epoch_])
         return self
 
-    def _train(self, net, X, E, y, val, g) -> None:
-        """Mini-batch training with early stopping.  Under a torch.distributed process group each
+    def _train(self, net, X, E, y, val, g, history: dict, schedule: list[float] | None = None) -> None:
+        """Mini-batch training with early stopping, recorded in ``history``; with ``schedule`` (and no
+        ``val``), exactly ``len(schedule)`` epochs with the learning rates scaled by its factors.  Under a torch.distributed process group each
         rank takes its share of every batch (``batch_size`` stays global) and the gradients are
         summed over ranks before each step, as ``DistributedDataParallel`` would; dropout masks then
         come from a per-rank stream and ``g`` only shuffles."""
@@ -575,7 +597,13 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         if val is not None and self.lr_patience is not None:
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
                                                                  patience=int(self.lr_patience))
-        for epoch in range(1, self.epochs + 1):
+        base_lr = [pg["lr"] for pg in opt.param_groups]
+        ref = max(range(len(base_lr)), key=base_lr.__getitem__)  # a group whose factor can be read
+        for epoch in range(1, (self.epochs if schedule is None else len(schedule)) + 1):
+            if schedule is not None:
+                for pg, lr in zip(opt.param_groups, base_lr):
+                    pg["lr"] = lr * schedule[epoch - 1]
+            lr_factor = opt.param_groups[ref]["lr"] / base_lr[ref] if base_lr[ref] > 0 else 1.0
             net.train()
             order = torch.randperm(n, generator=g, device=g.device).to(X.device)
             total = X.new_zeros(())
@@ -600,11 +628,15 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             if not math.isfinite(train_loss):
                 raise DivergenceError(f"training diverged in epoch {epoch}: the loss became NaN or infinite; "
                                       f"the learning rate ({self.learning_rate}) is probably too large")
-            self.n_iter_ = epoch
-            h = self.history_
+            if schedule is None:
+                self.n_iter_ = epoch
+                if val is None:
+                    self.best_epoch_ = epoch
+            h = history
             h["epoch"].append(epoch)
             h["train_loss"].append(train_loss)
-            line = f"epoch {epoch:4d}  train_loss {train_loss:.5g}"
+            h["lr_factor"].append(lr_factor)
+            line = f"{'refit ' if schedule is not None else ''}epoch {epoch:4d}  train_loss {train_loss:.5g}"
             if val is not None:
                 val_loss, val_acc = self._evaluate(net, *val)
                 h["val_loss"].append(val_loss)
@@ -620,8 +652,6 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                     since += 1
                 if plateau is not None:
                     plateau.step(val_acc if self.val_metric == "accuracy" else -val_loss)
-            else:
-                self.best_epoch_ = epoch
             if self.verbose >= 1:
                 print(line, flush=True)
             if val is not None and since >= self.patience:

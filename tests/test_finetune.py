@@ -261,7 +261,34 @@ def test_without_validation_trains_all_epochs(digits, rbm):
     for kw in (dict(early_stopping=False), dict(validation_fraction=0.0)):
         clf = FineTunedClassifier(rbm, epochs=4, random_state=0, **kw).fit(Xtr, ytr)
         assert clf.n_iter_ == 4 and clf.best_epoch_ == 4
-        assert set(clf.history_) == {"epoch", "train_loss"}
+        assert set(clf.history_) == {"epoch", "train_loss", "lr_factor"}
+        assert not hasattr(clf, "refit_history_")
+
+
+def test_refit_trains_every_row_for_the_validated_epochs(digits, rbm):
+    """With constant learning rates the refit is exactly the fit without validation for best_epoch_
+    epochs; with halving it replays the validated run's learning rates epoch by epoch."""
+    Xtr, Xte, ytr, _ = digits
+    kw = dict(learning_rate=0.05, patience=3, epochs=30, dropout=0.2, random_state=3)
+    clf = FineTunedClassifier(rbm, refit=True, **kw).fit(Xtr, ytr)
+    assert 1 <= clf.best_epoch_ < clf.n_iter_ < 30
+    assert clf.refit_history_["epoch"] == list(range(1, clf.best_epoch_ + 1))
+    plain = FineTunedClassifier(rbm, **{**kw, "early_stopping": False, "epochs": clf.best_epoch_}).fit(Xtr, ytr)
+    assert plain.history_["train_loss"] == clf.refit_history_["train_loss"]
+    assert np.array_equal(plain.predict_proba(Xte), clf.predict_proba(Xte))
+    kept = FineTunedClassifier(rbm, **kw).fit(Xtr, ytr)  # without refit: the validated run's best weights
+    assert kept.history_ == clf.history_ and not np.array_equal(kept.predict_proba(Xte), clf.predict_proba(Xte))
+
+    halving = FineTunedClassifier(rbm, refit=True, lr_patience=1, lr_multipliers=(0.1, 1.0),
+                                  **{**kw, "patience": 4}).fit(Xtr, ytr)
+    factors = halving.history_["lr_factor"]
+    assert factors[0] == 1.0 and min(factors[:halving.best_epoch_]) < 1.0  # it halved before the best epoch
+    assert halving.refit_history_["lr_factor"] == factors[:halving.best_epoch_]
+    lrs = {g["layer"]: g["lr"] for g in halving.optimizer_.param_groups}
+    assert lrs[1] == pytest.approx(0.05 * factors[halving.best_epoch_ - 1])
+    assert lrs[0] == pytest.approx(0.1 * lrs[1])
+    with pytest.raises(ValueError, match="refit must be True or False"):
+        FineTunedClassifier(rbm, refit="yes").fit(Xtr, ytr)
 
 
 def test_early_stopping_by_loss_keeps_the_best_weights(digits, rbm):
