@@ -54,6 +54,29 @@ def _frozen(module: nn.Module) -> nn.Module:
     return m
 
 
+class _Average:
+    """An exponential moving average of a network's trainable parameters (see ``ema_decay``), with
+    ``swap`` exchanging the average and the live values in place."""
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.avg = [p.detach().clone() for p in self.params]
+        self.decay, self.t = decay, 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        d = min(self.decay, (1 + self.t) / (10 + self.t))
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - d)
+        self.t += 1
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for p, a in zip(self.params, self.avg):
+            tmp = p.detach().clone()
+            p.copy_(a)
+            a.copy_(tmp)
+
+
 def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     """Inverted dropout: each entry kept with probability 1 - p and scaled by 1 / (1 - p)."""
     if p <= 0:
@@ -223,6 +246,12 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         by ``val_metric`` and stop after ``patience`` epochs without improvement.  Without it (or with
         ``validation_fraction=0``) every row is trained on and the last weights are kept.
     patience : epochs without improvement before stopping.
+    ema_decay : keep an exponential moving average of the trainable parameters, updated after every
+        step as a <- d_t a + (1 - d_t) theta with d_t = min(ema_decay, (1 + t) / (10 + t)) at step t (the
+        warm-up keeps the initial weights from dominating), and use the average wherever the network
+        is evaluated: on the validation rows, for the weights kept, and for predictions.  Averaging
+        the last few epochs' weights smooths the noise of the steps (Polyak & Juditsky 1992); 0 turns
+        it off.  Training itself follows the raw parameters either way.
     refit : after early stopping has chosen the number of epochs (``best_epoch_``), train the network
         again from the same initialisation on every row, validation rows included, for that many
         epochs with the learning rates the validated run used in each epoch, and keep the result
@@ -258,7 +287,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                  learning_rate: float = 1e-3, lr_multipliers: Any = None, epochs: int = 100, batch_size: int = 128,
                  dropout: float = 0.0, input_dropout: float = 0.0, l2: float = 1e-5, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, lr_patience: int | None = None,
-                 refit: bool = False, val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32",
+                 ema_decay: float = 0.0, refit: bool = False, val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32",
                  device: str = "cpu", verbose: int = 0) -> None:
         self.pretrained = pretrained
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -274,6 +303,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.lr_patience = lr_patience
+        self.ema_decay = ema_decay
         self.refit = refit
         self.val_metric = val_metric
         self.random_state = random_state
@@ -349,6 +379,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         real("input_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
         real("l2", lambda v: v >= 0, "a non-negative number")
         real("validation_fraction", lambda v: 0 <= v < 1, "in [0, 1)")
+        real("ema_decay", lambda v: 0 <= v < 1, "in [0, 1)")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.val_metric not in ("accuracy", "loss"):
@@ -578,10 +609,11 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, net, X, E, y, val, g, history: dict, schedule: list[float] | None = None) -> None:
         """Mini-batch training with early stopping, recorded in ``history``; with ``schedule`` (and no
-        ``val``), exactly ``len(schedule)`` epochs with the learning rates scaled by its factors.  Under a torch.distributed process group each
-        rank takes its share of every batch (``batch_size`` stays global) and the gradients are
-        summed over ranks before each step, as ``DistributedDataParallel`` would; dropout masks then
-        come from a per-rank stream and ``g`` only shuffles."""
+        ``val``), exactly ``len(schedule)`` epochs with the learning rates scaled by its factors.
+        Under a torch.distributed process group each rank takes its share of every batch
+        (``batch_size`` stays global) and the gradients are summed over ranks before each step, as
+        ``DistributedDataParallel`` would; dropout masks then come from a per-rank stream and ``g``
+        only shuffles."""
         opt = self.optimizer_
         n = X.shape[0]
         bs = int(self.batch_size)
@@ -597,9 +629,11 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         if val is not None and self.lr_patience is not None:
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
                                                                  patience=int(self.lr_patience))
+        ema = _Average(net, float(self.ema_decay)) if self.ema_decay > 0 else None
         base_lr = [pg["lr"] for pg in opt.param_groups]
         ref = max(range(len(base_lr)), key=base_lr.__getitem__)  # a group whose factor can be read
-        for epoch in range(1, (self.epochs if schedule is None else len(schedule)) + 1):
+        last_epoch = self.epochs if schedule is None else len(schedule)
+        for epoch in range(1, last_epoch + 1):
             if schedule is not None:
                 for pg, lr in zip(opt.param_groups, base_lr):
                     pg["lr"] = lr * schedule[epoch - 1]
@@ -621,6 +655,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                 if group is not None:
                     distributed.all_reduce_sum_([q.grad for q in net.parameters() if q.grad is not None])
                 opt.step()
+                if ema is not None:
+                    ema.update()
                 total += loss.detach() * n_batch
             if group is not None:
                 distributed.all_reduce_sum_([total])
@@ -637,6 +673,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             h["train_loss"].append(train_loss)
             h["lr_factor"].append(lr_factor)
             line = f"{'refit ' if schedule is not None else ''}epoch {epoch:4d}  train_loss {train_loss:.5g}"
+            if ema is not None:
+                ema.swap()  # evaluate (and keep) the averaged weights
             if val is not None:
                 val_loss, val_acc = self._evaluate(net, *val)
                 h["val_loss"].append(val_loss)
@@ -652,6 +690,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                     since += 1
                 if plateau is not None:
                     plateau.step(val_acc if self.val_metric == "accuracy" else -val_loss)
+            if ema is not None and epoch < last_epoch:
+                ema.swap()  # back to the raw weights to go on training
             if self.verbose >= 1:
                 print(line, flush=True)
             if val is not None and since >= self.patience:

@@ -265,6 +265,29 @@ def test_without_validation_trains_all_epochs(digits, rbm):
         assert not hasattr(clf, "refit_history_")
 
 
+def test_ema_keeps_the_average_of_the_raw_weights(digits, rbm):
+    """One update per epoch: the kept network is d_t a + (1 - d_t) theta_t over the raw trajectory
+    (the same run without averaging, which averaging does not change), d_t = min(decay, (1+t)/(10+t))."""
+    Xtr, Xte, ytr, _ = digits
+    kw = dict(batch_size=len(Xtr), learning_rate=0.05, dropout=0.2, early_stopping=False, random_state=5)
+    raw = [FineTunedClassifier(rbm, epochs=e, **kw).fit(Xtr, ytr).network_ for e in range(4)]
+    for decay in (0.2, 0.9):
+        avg = FineTunedClassifier(rbm, epochs=3, ema_decay=decay, **kw).fit(Xtr, ytr)
+        names = [n for n, q in avg.network_.named_parameters() if q.requires_grad]
+        expect = {n: dict(raw[0].named_parameters())[n].detach().double() for n in names}
+        for t in range(3):
+            d = min(decay, (1 + t) / (10 + t))
+            expect = {n: d * expect[n] + (1 - d) * dict(raw[t + 1].named_parameters())[n].detach().double()
+                      for n in names}
+        got = dict(avg.network_.named_parameters())
+        for n in names:
+            torch.testing.assert_close(got[n].detach().double(), expect[n], rtol=1e-5, atol=1e-6)
+    # with a validation split the averaged weights are the ones scored and kept
+    a = FineTunedClassifier(rbm, epochs=6, ema_decay=0.9, random_state=5, learning_rate=0.05).fit(Xtr, ytr)
+    b = FineTunedClassifier(rbm, epochs=6, random_state=5, learning_rate=0.05).fit(Xtr, ytr)
+    assert a.history_["train_loss"] == b.history_["train_loss"] and a.history_["val_loss"] != b.history_["val_loss"]
+
+
 def test_refit_trains_every_row_for_the_validated_epochs(digits, rbm):
     """With constant learning rates the refit is exactly the fit without validation for best_epoch_
     epochs; with halving it replays the validated run's learning rates epoch by epoch."""
@@ -287,6 +310,8 @@ def test_refit_trains_every_row_for_the_validated_epochs(digits, rbm):
     lrs = {g["layer"]: g["lr"] for g in halving.optimizer_.param_groups}
     assert lrs[1] == pytest.approx(0.05 * factors[halving.best_epoch_ - 1])
     assert lrs[0] == pytest.approx(0.1 * lrs[1])
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        FineTunedClassifier(rbm, ema_decay=1.0).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="refit must be True or False"):
         FineTunedClassifier(rbm, refit="yes").fit(Xtr, ytr)
 
