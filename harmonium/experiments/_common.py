@@ -142,7 +142,8 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
                     out: Path, res: dict, pretrained_kw: dict | None = None) -> None:
     """The few-labels table: for each n in ``cfg["few_labels"]`` (smallest first, partial results
     written after each), n stratified labelled rows of (X_all, y_all), split 90/10 (60k: 55k + 5k) for
-    early stopping inside ``FineTunedClassifier``; the network from ``pretrained`` against the same
+    early stopping inside ``FineTunedClassifier`` (then, with ``cfg["ft_refit"]``, trained again on all n
+    rows for the epochs the split chose); the network from ``pretrained`` against the same
     architecture (``random_sizes``) from random initialisation, test accuracy in %.  Small label sets
     get enough epochs for ``cfg["ft_min_updates"]`` Adam steps, patience (and ``cfg["ft_lr_patience"]``,
     the learning-rate halving on plateaus, when given) scaled alike.  Fills
@@ -175,6 +176,7 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
         common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
                       validation_fraction=frac, random_state=seed, lr_patience=lr_patience,
                       dropout=cfg.get("ft_dropout", 0.0), input_dropout=cfg.get("ft_input_dropout", 0.0),
+                      ema_decay=cfg.get("ft_ema_decay", 0.0), refit=cfg.get("ft_refit", False),
                       device=cfg.get("device", "cpu"))
         for kind in ("pretrained", "random"):
             with timer(f"finetune_{n}_{kind}"):
