@@ -44,7 +44,9 @@ def main() -> None:
     for setting in args.settings:
         t = time.perf_counter()
         clf = FineTunedClassifier(model, **{**DEFAULTS, **setting}).fit(X_all, y_all)
-        row = dict(model=args.model, setting=setting, best_val_accuracy=max(clf.history_["val_accuracy"]),
+        h = clf.history_
+        row = dict(model=args.model, setting=setting, best_val_accuracy=max(h["val_accuracy"]),
+                   val_loss_at_best=h["val_loss"][clf.best_epoch_ - 1], min_val_loss=min(h["val_loss"]),
                    test_error=100.0 * float(np.mean(clf.predict(X_te) != y_te)), best_epoch=int(clf.best_epoch_),
                    epochs_run=int(clf.n_iter_), seconds=round(time.perf_counter() - t, 1))
         print(json.dumps(row), flush=True)
