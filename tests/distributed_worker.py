@@ -44,14 +44,16 @@ def train(name: str) -> RBM:
 
 
 def finetune(optimizer: str):
-    """A pretrained RBM (deterministic states) fine-tuned as a 7-5-2 classifier, no dropout."""
+    """A pretrained RBM (deterministic states) fine-tuned as a 7-5-2 classifier, no dropout, with
+    weight averaging and a refit on every row."""
     from harmonium import FineTunedClassifier
 
     X = data(2, n=23)
     y = (X[:, 0] + X[:, 1] > 0.5).astype(int)
     rbm = train("cd_float64")
     return FineTunedClassifier(rbm, optimizer=optimizer, learning_rate=0.05, epochs=5, batch_size=5,
-                               validation_fraction=0.2, patience=10, random_state=1, dtype="float64").fit(X, y)
+                               validation_fraction=0.2, patience=10, random_state=1, dtype="float64", ema_decay=0.5,
+                               refit=True).fit(X, y)
 
 
 def ratings_model():
