@@ -287,8 +287,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                  learning_rate: float = 1e-3, lr_multipliers: Any = None, epochs: int = 100, batch_size: int = 128,
                  dropout: float = 0.0, input_dropout: float = 0.0, l2: float = 1e-5, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, lr_patience: int | None = None,
-                 ema_decay: float = 0.0, refit: bool = False, val_metric: str = "accuracy", random_state: Any = None, dtype: str = "float32",
-                 device: str = "cpu", verbose: int = 0) -> None:
+                 ema_decay: float = 0.0, refit: bool = False, val_metric: str = "accuracy",
+                 random_state: Any = None, dtype: str = "float32", device: str = "cpu", verbose: int = 0) -> None:
         self.pretrained = pretrained
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer

@@ -176,7 +176,7 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
         common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
                       validation_fraction=frac, random_state=seed, lr_patience=lr_patience,
                       dropout=cfg.get("ft_dropout", 0.0), input_dropout=cfg.get("ft_input_dropout", 0.0),
-                      ema_decay=cfg.get("ft_ema_decay", 0.0), refit=cfg.get("ft_refit", False),
+                      refit=cfg.get("ft_refit", False),
                       device=cfg.get("device", "cpu"))
         for kind in ("pretrained", "random"):
             with timer(f"finetune_{n}_{kind}"):
