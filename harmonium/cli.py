@@ -835,10 +835,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 lines.append(f"  {label:<38s} test error {r[key]['test_error']:6.2f} %")
         if "fine_tuned" in r:
             lines.append(f"  {'fine-tuned RBM':<38s} test error {r['fine_tuned']['test_error']:6.2f} %")
-        if r.get("few_labels"):
-            lines.append("  labels   pretrained   random   (test accuracy %)")
-            for row in r["few_labels"]:
-                lines.append(f"  {row['n_labels']:6d}   {row['pretrained_accuracy']:10.2f}   {row['random_accuracy']:6.2f}")
+        lines += _few_label_lines(r)
     elif args.name == "movielens":
         summary = r["summary"]
         lines.append(f"  {'model':<14s} {'RMSE mean +- std':>20s}   (MovieLens 100K, folds {len(r['folds'])})")
@@ -858,9 +855,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         lines.append(f"  average test ELBO {r['test_elbo']:.2f} nats ({r['elbo_rows']} rows)")
         if "fine_tuned" in r:
             lines.append(f"  fine-tuned DBM test error {r['fine_tuned']['test_error']:.2f} %")
-        for row in r.get("few_labels", []):
-            lines.append(f"  {row['n_labels']:6d} labels: pretrained {row['pretrained_accuracy']:.2f} %, "
-                         f"random {row['random_accuracy']:.2f} %")
+        lines += _few_label_lines(r)
     elif args.name == "grbm-patches":
         lines.append(f"  Gaussian-Bernoulli RBM, {res['config']['n_hidden']} hidden, {res['config']['dims']} whitened "
                      f"dimensions, {res['config']['n_train']} training / {res['config']['n_test']} test patches")
@@ -884,6 +879,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     lines.append(f"  results: {os.path.join(out, 'results.json')}")
     _write("\n".join(lines) + "\n")
     return 0
+
+
+def _few_label_lines(r: dict) -> list[str]:
+    """The few-labels table of an experiment's results (mean +- sd where a label count had several draws)."""
+    rows = r.get("few_labels") or []
+    lines = ["  labels   pretrained        random            (test accuracy %)"] if rows else []
+    for row in rows:
+        cells = [f"{row[k + '_accuracy']:6.2f}" + (f" +- {row[k + '_sd']:4.2f}" if "repeats" in row else " " * 8)
+                 for k in ("pretrained", "random")]
+        draws = f"   mean of {row['repeats']} draws" if "repeats" in row else ""
+        lines.append(f"  {row['n_labels']:6d}   {cells[0]}    {cells[1]}{draws}".rstrip())
+    return lines
 
 
 # ============================================================================ parser

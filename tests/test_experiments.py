@@ -3,10 +3,12 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 from harmonium import cli
 from harmonium.experiments import EXPERIMENTS, run
+from harmonium.experiments._common import ConfigError
 
 
 def _mnist_dir():
@@ -56,10 +58,28 @@ def test_rbm_mnist_quick(tmp_path):
     assert saved["wall_time_s"] > 0 and saved["torch_version"]
     # again from the saved RBM: no training, the same features, so the same linear classifiers
     again = run("rbm-mnist", tmp_path / "again", quick=True, data_dir=data, seed=0,
-                config={"rbm_file": str(tmp_path / "rbm.safetensors"), "few_labels": (100,)})
+                config={"rbm_file": str(tmp_path / "rbm.safetensors"), "few_labels": (100,),
+                        "few_label_repeats": {"100": 3}})
     assert again["results"]["rbm_selection"]["rbm_file"].endswith("rbm.safetensors")
     assert "rbm_training" not in again["times_s"]
     assert again["results"]["logistic_regression"]["test_error"] == r["logistic_regression"]["test_error"]
+    # three draws of 100 labelled rows: the first is the single run's, the row holds their mean and sd
+    row, first = again["results"]["few_labels"][0], r["few_labels"][0]
+    assert row["repeats"] == 3 and len(row["draws"]) == 3
+    for kind in ("pretrained", "random"):
+        acc = [d[f"{kind}_accuracy"] for d in row["draws"]]
+        assert acc[0] == first[f"{kind}_accuracy"]
+        assert row[f"{kind}_accuracy"] == pytest.approx(np.mean(acc))
+        assert row[f"{kind}_sd"] == pytest.approx(np.std(acc, ddof=1))
+    gains = [d["pretrained_accuracy"] - d["random_accuracy"] for d in row["draws"]]
+    assert row["gain"] == pytest.approx(np.mean(gains)) and row["draws_with_positive_gain"] == sum(g > 0 for g in gains)
+    assert len({d["pretrained_accuracy"] for d in row["draws"]}) > 1  # different rows, different networks
+
+
+@pytest.mark.parametrize("repeats", [0, -1, 1.5, True, {"100": "ten"}, {"a hundred": 2}])
+def test_few_label_repeats_bad_values_refused_before_training(tmp_path, repeats):
+    with pytest.raises(ConfigError, match="few_label_repeats"):
+        run("rbm-mnist", tmp_path, quick=True, data_dir=tmp_path, config={"few_label_repeats": repeats})
 
 
 def test_rbm_mnist_likelihood_quick(tmp_path):

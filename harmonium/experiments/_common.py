@@ -28,7 +28,10 @@ def preset(full: dict, quick_cfg: dict, quick: bool, config: dict | None, device
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as e:
         raise ConfigError(f"device {device!r} cannot be used here: {e}") from None
-    return {**cfg, **(config or {}), "device": str(device)}
+    cfg = {**cfg, **(config or {}), "device": str(device)}
+    if "few_labels" in cfg:
+        _few_label_repeats(cfg)  # a bad value fails now, not after hours of training
+    return cfg
 
 
 def mnist_binarized(data_dir=None, quick: bool = False, n_quick: int = 2000, binarized: bool = True):
@@ -146,8 +149,11 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
     rows for the epochs the split chose); the network from ``pretrained`` against the same
     architecture (``random_sizes``) from random initialisation, test accuracy in %.  Small label sets
     get enough epochs for ``cfg["ft_min_updates"]`` Adam steps, patience (and ``cfg["ft_lr_patience"]``,
-    the learning-rate halving on plateaus, when given) scaled alike.  Fills
-    ``res["few_labels"]`` and, when all rows were used, ``res["fine_tuned"]``."""
+    the learning-rate halving on plateaus, when given) scaled alike.  ``cfg["few_label_repeats"]`` (an int,
+    or one per entry of ``cfg["few_labels"]``; default 1): draws of the labelled rows (and fine-tuning
+    seeds) per label count; the first draw is the single run's, the row reports the mean, the standard
+    deviation and every draw.  Fills ``res["few_labels"]`` and, when all rows were used,
+    ``res["fine_tuned"]`` (from the first draw)."""
     import math
 
     from ..finetune import FineTunedClassifier
@@ -155,17 +161,12 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
     def err(pred, y):
         return 100.0 * float(np.mean(np.asarray(pred) != np.asarray(y)))
 
+    repeats = _few_label_repeats(cfg)
     rng = np.random.default_rng(seed)
     few = []
     for n in sorted(cfg["few_labels"]):
+        n_repeats = repeats[n]
         n = min(n, len(X_all))
-        if n >= len(X_all):
-            Xs, ys = X_all, y_all
-        else:
-            from sklearn.model_selection import train_test_split
-
-            Xs, _, ys, _ = train_test_split(X_all, y_all, train_size=n, stratify=y_all,
-                                            random_state=int(rng.integers(2 ** 31)))
         frac = 5000 / 60000 if n >= 60000 else 0.1
         batch = min(cfg["ft_batch_size"], max(1, int(n * (1 - frac))))
         epochs = max(cfg["ft_epochs"], math.ceil(cfg["ft_min_updates"] / math.ceil(int(n * (1 - frac)) / batch)))
@@ -173,26 +174,68 @@ def few_label_table(pretrained, random_sizes: tuple, cfg: dict, X_all, y_all, X_
         lr_patience = None if cfg.get("ft_lr_patience") is None else max(cfg["ft_lr_patience"], patience // 3)
         row = {"n_labels": n, "validation_fraction": frac, "epochs": epochs, "patience": patience,
                "lr_patience": lr_patience, "batch_size": batch}
-        common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
-                      validation_fraction=frac, random_state=seed, lr_patience=lr_patience,
-                      dropout=cfg.get("ft_dropout", 0.0), input_dropout=cfg.get("ft_input_dropout", 0.0),
-                      refit=cfg.get("ft_refit", False),
-                      device=cfg.get("device", "cpu"))
-        for kind in ("pretrained", "random"):
-            with timer(f"finetune_{n}_{kind}"):
-                if kind == "pretrained":
-                    clf = FineTunedClassifier(pretrained, **(pretrained_kw or {}), **common)
-                else:
-                    clf = FineTunedClassifier(None, hidden_layer_sizes=tuple(random_sizes), **common)
-                clf.fit(Xs, ys)
-                row[f"{kind}_accuracy"] = 100.0 - err(clf.predict(X_te), y_te)
-            row[f"{kind}_best_epoch"] = int(clf.best_epoch_)
-            row[f"{kind}_epochs_run"] = int(clf.n_iter_)
-        row["gain"] = row["pretrained_accuracy"] - row["random_accuracy"]
+        draws = []
+        for r in range(n_repeats):
+            # the first draw takes the run's stream (the same rows as a run without repeats), the others
+            # their own, so that adding repeats changes no number already reported
+            draw_rng = rng if r == 0 else np.random.default_rng([seed, n, r])
+            if n >= len(X_all):
+                Xs, ys = X_all, y_all
+            else:
+                from sklearn.model_selection import train_test_split
+
+                Xs, _, ys, _ = train_test_split(X_all, y_all, train_size=n, stratify=y_all,
+                                                random_state=int(draw_rng.integers(2 ** 31)))
+            common = dict(learning_rate=cfg["ft_lr"], epochs=epochs, patience=patience, batch_size=batch,
+                          validation_fraction=frac, random_state=seed + r, lr_patience=lr_patience,
+                          dropout=cfg.get("ft_dropout", 0.0), input_dropout=cfg.get("ft_input_dropout", 0.0),
+                          refit=cfg.get("ft_refit", False),
+                          device=cfg.get("device", "cpu"))
+            draw = {}
+            for kind in ("pretrained", "random"):
+                with timer(f"finetune_{n}_{kind}"):
+                    if kind == "pretrained":
+                        clf = FineTunedClassifier(pretrained, **(pretrained_kw or {}), **common)
+                    else:
+                        clf = FineTunedClassifier(None, hidden_layer_sizes=tuple(random_sizes), **common)
+                    clf.fit(Xs, ys)
+                    draw[f"{kind}_accuracy"] = 100.0 - err(clf.predict(X_te), y_te)
+                draw[f"{kind}_best_epoch"] = int(clf.best_epoch_)
+                draw[f"{kind}_epochs_run"] = int(clf.n_iter_)
+            draws.append(draw)
+        if n_repeats == 1:
+            row.update(draws[0])
+            row["gain"] = row["pretrained_accuracy"] - row["random_accuracy"]
+        else:
+            gains = [d["pretrained_accuracy"] - d["random_accuracy"] for d in draws]
+            for kind in ("pretrained", "random"):
+                acc = [d[f"{kind}_accuracy"] for d in draws]
+                row[f"{kind}_accuracy"] = float(np.mean(acc))  # the mean over the draws
+                row[f"{kind}_sd"] = float(np.std(acc, ddof=1))
+            row.update(gain=float(np.mean(gains)), gain_sd=float(np.std(gains, ddof=1)),
+                       draws_with_positive_gain=int(sum(x > 0 for x in gains)), repeats=n_repeats, draws=draws)
+        if n == len(X_all):
+            res["fine_tuned"] = {"test_error": 100.0 - draws[0]["pretrained_accuracy"],
+                                 "random_init_test_error": 100.0 - draws[0]["random_accuracy"]}
         few.append(row)
         res["few_labels"] = few
         write_partial(out, {"config": cfg, "results": res, "times_s": timer.times})
-    full = [r for r in few if r["n_labels"] == len(X_all)]
-    if full:
-        res["fine_tuned"] = {"test_error": 100.0 - full[0]["pretrained_accuracy"],
-                             "random_init_test_error": 100.0 - full[0]["random_accuracy"]}
+
+
+def _few_label_repeats(cfg: dict) -> dict:
+    """{label count: draws} from ``cfg["few_label_repeats"]``: an int for every label count, or a mapping
+    from label count (int or, from JSON, its string) to draws; counts it leaves out get one draw."""
+    reps = cfg.get("few_label_repeats", 1)
+    bad = ConfigError(f"few_label_repeats must be a positive int or a mapping from label count to a positive "
+                      f"int, got {reps!r}")
+    if isinstance(reps, dict):
+        try:
+            reps = {int(k): v for k, v in reps.items()}
+        except (TypeError, ValueError):
+            raise bad from None
+        out = {n: reps.get(n, 1) for n in cfg["few_labels"]}
+    else:
+        out = {n: reps for n in cfg["few_labels"]}
+    if not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) and r >= 1 for r in out.values()):
+        raise bad
+    return {n: int(r) for n, r in out.items()}

@@ -39,11 +39,11 @@ FULL = dict(n_hidden=(512, 1024), pretrain_epochs=20, pretrain_lr=0.01, epochs=2
             n_gibbs_steps=5, max_mf_updates=10, ais_runs=100, betas=20000, betas_check=100000, elbo_rows=10000,
             is_draws=20000, ft_epochs=200, ft_patience=25, ft_lr_patience=8, ft_min_updates=2000, ft_lr=1e-3,
             ft_batch_size=128, ft_dropout=0.5, ft_input_dropout=0.2, ft_refit=True,
-            few_labels=(60000, 10000, 1000, 100),
+            few_labels=(60000, 10000, 1000, 100), few_label_repeats={1000: 10, 100: 10},
             centering=True, dbm_file=None, decay_epochs=10, final_learning_rate=1e-5, ft_grey_levels=True)
 QUICK = dict(FULL, n_hidden=(32, 16), pretrain_epochs=2, epochs=2, n_particles=20, ais_runs=20, betas=500,
              betas_check=1000, elbo_rows=500, is_draws=2000, decay_epochs=2, ft_epochs=3, ft_patience=2,
-             ft_min_updates=100, few_labels=(1000, 100))
+             ft_min_updates=100, few_labels=(1000, 100), few_label_repeats=1)
 
 def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *, config: dict | None = None,
                   device: str = "cpu") -> dict:

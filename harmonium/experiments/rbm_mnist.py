@@ -37,9 +37,9 @@ FULL = dict(n_hidden=1024, binarized=False, epochs=100, select_epochs=(25, 50, 7
             persistent=False, l2=1e-5, lr_C=(0.1, 0.3, 1.0, 3.0), svm_C=(0.01, 0.03, 0.1, 0.3), knn_k=(1, 3, 5),
             ft_epochs=200, ft_patience=25, ft_lr_patience=4, ft_min_updates=3000, ft_lr=1e-3,
             ft_lr_multipliers=(0.1, 1.0), ft_batch_size=128, ft_dropout=0.2, ft_input_dropout=0.0, ft_refit=True,
-            few_labels=(60000, 10000, 1000, 100), rbm_file=None)
+            few_labels=(60000, 10000, 1000, 100), few_label_repeats={1000: 10, 100: 10}, rbm_file=None)
 QUICK = dict(FULL, n_hidden=64, epochs=2, select_epochs=(1, 2), batch_size=20, select_labels=1000, lr_C=(1.0, 10.0), svm_C=(1.0,),
-             ft_epochs=3, ft_patience=2, ft_min_updates=500, few_labels=(1000, 100))
+             ft_epochs=3, ft_patience=2, ft_min_updates=500, few_labels=(1000, 100), few_label_repeats=1)
 
 
 def _err(pred, y) -> float:
