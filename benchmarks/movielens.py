@@ -13,7 +13,6 @@ Options: --folds 1 2 ..., --epochs N (all RBMs), --no-write (do not rewrite docs
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from harmonium.datasets import load_movielens
+from harmonium.experiments import cpu_model
 from harmonium.experiments.movielens import BIAS, MODELS, evaluate_fold, rmse_mae, summarize
 
 ROW_ORDER = ["global mean", "bias", "SVD", "U-RBM", "I-RBM", "binary", "always like"]
@@ -173,7 +173,7 @@ Everything above the hand-written notes was produced by one command (it rewrites
 
     {cmd}{(' ' + extra) if extra else ''}
 
-Total wall time {total:.0f} s on {platform.processor() or platform.machine()}, torch {torch.__version__},
+Total wall time {total:.0f} s on {cpu_model()}, torch {torch.__version__},
 1 thread, a 2-core machine shared with other jobs (times are indicative).  The same numbers minus
 SVD come from `harmonium experiment movielens` (`harmonium.experiments.movielens`, seed 0).
 

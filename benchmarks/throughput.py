@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 import torch
 
 import harmonium as hm
+from harmonium.experiments import cpu_model
 
 N_VISIBLE = 784
 DEVICE = torch.device("cpu")
@@ -199,7 +199,7 @@ def main() -> None:
         configs = configs[:2]
     rounds = 1 if args.quick else args.rounds
     results = []
-    where = (f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}" if on_cpu
+    where = (f"{torch.get_num_threads()} threads, {cpu_model()} ({torch.backends.cpu.get_cpu_capability()})" if on_cpu
              else torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else str(DEVICE))
     print(f"torch {torch.__version__}, {where}")
     print(f"{'config':34s} {'limit/s':>9s} {'ours/s':>9s} {'ratio':>6s} {'by hand':>8s} {'sklearn/s':>10s} {'x sklearn':>9s}")

@@ -5,9 +5,10 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from harmonium import cli
-from harmonium.experiments import EXPERIMENTS, run
+from harmonium.experiments import EXPERIMENTS, machine_info, run
 from harmonium.experiments._common import ConfigError
 
 
@@ -39,6 +40,13 @@ def test_registry():
     assert {"rbm-mnist", "rbm-mnist-likelihood", "dbm-mnist", "grbm-patches", "movielens"} <= set(EXPERIMENTS)
 
 
+def test_machine_info_names_the_cpu_and_its_kernels():
+    info = machine_info("cpu")
+    assert info["device"] == "cpu" and info["cpu"] and info["cpu_count"] >= 1 and info["platform"]
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads(json.dumps(info)) == info
+
+
 def test_rbm_mnist_quick(tmp_path):
     data = _mnist_dir()
     res = run("rbm-mnist", tmp_path, quick=True, data_dir=data, seed=0)
@@ -56,6 +64,8 @@ def test_rbm_mnist_quick(tmp_path):
     for row in r["few_labels"]:
         assert 0.0 <= row["pretrained_accuracy"] <= 100.0 and 0.0 <= row["random_accuracy"] <= 100.0
     assert saved["wall_time_s"] > 0 and saved["torch_version"]
+    # the machine a run is reproducible on: the CPU and the vector instructions torch used there
+    assert saved["cpu"] and saved["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # again from the saved RBM: no training, the same features, so the same linear classifiers
     again = run("rbm-mnist", tmp_path / "again", quick=True, data_dir=data, seed=0,
                 config={"rbm_file": str(tmp_path / "rbm.safetensors"), "few_labels": (100,),

@@ -44,6 +44,29 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo; elsewhere what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device="cpu") -> dict:
+    """What a result depends on besides the code and the seed: the device, the CPU model and the vector
+    instructions torch's kernels use on it (float32 sums round differently on AVX2 and AVX-512, so
+    training is bit-reproducible only on the same kind of CPU), the core count and the platform."""
+    import torch
+
+    return {"device": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device),
+            "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+
+
 def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, device: str = "cpu",
         **options) -> dict:
     """Run experiment ``name`` with every model on ``device``; write ``out_dir/results.json`` and
@@ -73,9 +96,7 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, d
         "wall_time_s": time.perf_counter() - t0,
         "torch_version": torch.__version__,
         "torch_threads": used_threads,
-        "device": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
+        **machine_info(device),
     }
     results = _jsonable(results)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
