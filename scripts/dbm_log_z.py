@@ -7,12 +7,13 @@ estimator with more runs) and prints the pooled log Z, its 3-sigma interval and 
 test ELBO on the 10,000 test digits (thresholded at 0.5) with that log Z.
 
     python scripts/dbm_log_z.py DBM.safetensors [--betas 100000] [--runs 100] [--parities 0 1]
-        [--seeds 10 11] [--threads 1] [--data-dir DIR] [--json OUT]
+        [--seeds 10 11] [--threads 1] [--data-dir DIR] [--json OUT (rewritten after every batch)]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -21,6 +22,14 @@ import harmonium as hm
 from harmonium import estimate
 from harmonium.estimate import _log_z_summary
 from harmonium.experiments._common import mnist_binarized
+
+
+def save(out: dict, path: str | None) -> None:
+    """Write what has been estimated so far (a long run that is stopped keeps its finished batches)."""
+    if path:
+        with open(path + ".tmp", "w") as f:
+            json.dump(out, f, indent=1)
+        os.replace(path + ".tmp", path)
 
 
 def main() -> None:
@@ -52,14 +61,13 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             out["batches"].append(row)
             weights.append(r.log_weights)
+            save(out, args.json)
             base_z = r.log_z_base
         log_z, interval, ess = _log_z_summary(torch.cat(weights).double(), base_z)
         out["pooled"][str(parity)] = dict(log_z=log_z, interval=list(interval), ess=ess,
                                           runs=sum(w.numel() for w in weights), test_elbo=unnormalised - log_z)
         print(json.dumps({"pooled parity": parity, **out["pooled"][str(parity)]}), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        save(out, args.json)
 
 
 if __name__ == "__main__":

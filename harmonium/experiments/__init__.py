@@ -58,8 +58,8 @@ def cpu_model() -> str:
 
 def machine_info(device="cpu") -> dict:
     """What a result depends on besides the code and the seed: the device, the CPU model and the vector
-    instructions torch's kernels use on it (float32 sums round differently on AVX2 and AVX-512, so
-    training is bit-reproducible only on the same kind of CPU), the core count and the platform."""
+    instructions torch's kernels use on it (float32 kernels round differently on different
+    instruction sets, so training is bit-reproducible only on the same kind of CPU), the core count and the platform."""
     import torch
 
     return {"device": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else str(device),
