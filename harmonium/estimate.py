@@ -268,6 +268,20 @@ class AISResult:
     def __float__(self) -> float:
         return self.log_z
 
+    @classmethod
+    def pool(cls, results: "list[AISResult]") -> "AISResult":
+        """One estimate from several independent AIS runs of the same path (the same base model and
+        betas): the mean of all their importance weights, as one run with all their chains."""
+        if not results:
+            raise ValueError("pool needs at least one AIS result")
+        first = results[0]
+        for r in results[1:]:
+            if r.log_z_base != first.log_z_base or r.n_betas != first.n_betas:
+                raise ValueError("pool: the results anneal different paths (base model or number of betas differ)")
+        log_w = torch.cat([r.log_weights.double().cpu() for r in results])
+        log_z, interval, ess = _log_z_summary(log_w, first.log_z_base)
+        return cls(log_z, interval, log_w, ess, first.log_z_base, first.n_betas)
+
 
 def _log_z_summary(log_w: Tensor, log_z0: float) -> tuple[float, tuple[float, float], float]:
     m = log_w.numel()

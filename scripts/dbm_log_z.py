@@ -20,7 +20,6 @@ import torch
 
 import harmonium as hm
 from harmonium import estimate
-from harmonium.estimate import _log_z_summary
 from harmonium.experiments._common import mnist_binarized
 
 
@@ -51,7 +50,7 @@ def main() -> None:
     unnormalised = float(estimate.elbo(dbm, torch.as_tensor(X_te), 0.0).mean())
     out = {"model": args.model, "betas": args.betas, "runs_per_batch": args.runs, "batches": [], "pooled": {}}
     for parity in args.parities:
-        weights, base_z = [], None
+        done = []
         for seed in args.seeds:
             t = time.perf_counter()
             r = estimate.ais(dbm, n_runs=args.runs, betas=args.betas, base_rate=base, random_state=seed,
@@ -60,12 +59,11 @@ def main() -> None:
                        test_elbo=unnormalised - r.log_z, seconds=round(time.perf_counter() - t, 1))
             print(json.dumps(row), flush=True)
             out["batches"].append(row)
-            weights.append(r.log_weights)
+            done.append(r)
             save(out, args.json)
-            base_z = r.log_z_base
-        log_z, interval, ess = _log_z_summary(torch.cat(weights).double(), base_z)
-        out["pooled"][str(parity)] = dict(log_z=log_z, interval=list(interval), ess=ess,
-                                          runs=sum(w.numel() for w in weights), test_elbo=unnormalised - log_z)
+        p = estimate.AISResult.pool(done)
+        out["pooled"][str(parity)] = dict(log_z=p.log_z, interval=list(p.log_z_interval), ess=p.ess,
+                                          runs=p.log_weights.numel(), test_elbo=unnormalised - p.log_z)
         print(json.dumps({"pooled parity": parity, **out["pooled"][str(parity)]}), flush=True)
         save(out, args.json)
 

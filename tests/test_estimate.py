@@ -135,6 +135,23 @@ def test_ais_base_rate_model_and_reproducibility():
     assert float(r) == r.log_z
 
 
+def test_pooled_ais_is_one_run_with_all_the_chains():
+    m = make_model("bernoulli", "bernoulli", 23, 13, scale=0.5)
+    parts = [estimate.ais(m, n_runs=n, betas=300, random_state=s) for n, s in ((7, 1), (11, 2))]
+    p = estimate.AISResult.pool(parts)
+    w = torch.cat([r.log_weights for r in parts])
+    assert torch.equal(p.log_weights, w) and p.n_betas == 300
+    assert p.log_z == pytest.approx(float(torch.logsumexp(w, 0) - math.log(18)) + parts[0].log_z_base, abs=1e-9)
+    assert p.log_z_interval[0] <= p.log_z <= p.log_z_interval[1] and 1.0 <= p.ess <= 18.0
+    assert abs(p.log_z - estimate.exact_log_partition(m)) <= 0.5
+    one = estimate.AISResult.pool(parts[:1])
+    assert one.log_z == pytest.approx(parts[0].log_z, abs=1e-12) and one.ess == pytest.approx(parts[0].ess)
+    with pytest.raises(ValueError, match="different paths"):
+        estimate.AISResult.pool([parts[0], estimate.ais(m, n_runs=5, betas=200, random_state=3)])
+    with pytest.raises(ValueError, match="at least one"):
+        estimate.AISResult.pool([])
+
+
 def test_default_schedule_and_bad_schedules():
     b = estimate.default_betas()
     assert len(b) == 14500 and b[0] == 0 and b[-1] == 1 and (b.diff() > 0).all()
