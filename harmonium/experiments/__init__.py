@@ -32,15 +32,17 @@ EXPERIMENTS: dict[str, Callable[..., dict]] = {
 __all__ = ["EXPERIMENTS", "run"]
 
 
-def _jsonable(x: Any) -> Any:
+def _jsonable(x: Any, strict: bool = True) -> Any:
+    """``x`` with tensors' and arrays' scalars as Python numbers; with ``strict``, non-finite floats
+    as the strings "inf", "-inf", "nan" (strict JSON has no such numbers)."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): _jsonable(v, strict) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [_jsonable(v, strict) for v in x]
     if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
         x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)  # "inf", "-inf", "nan": strict JSON has no such numbers
+    if strict and isinstance(x, float) and not math.isfinite(x):
+        return str(x)
     return x
 
 
@@ -70,9 +72,9 @@ def machine_info(device="cpu") -> dict:
 def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, device: str = "cpu",
         **options) -> dict:
     """Run experiment ``name`` with every model on ``device``; write ``out_dir/results.json`` and
-    pictures; return the results.  ``options`` go to the experiment's function: ``config`` (a dict of
-    entries replacing the preset's, e.g. ``{"epochs": 200}``) for all, ``only=("pcd",)`` for
-    ``rbm-mnist-likelihood``."""
+    pictures; return the results (as written, except that non-finite numbers stay floats).
+    ``options`` go to the experiment's function: ``config`` (a dict of entries replacing the preset's,
+    e.g. ``{"epochs": 200}``) for all, ``only=("pcd",)`` for ``rbm-mnist-likelihood``."""
     import torch
 
     if name not in EXPERIMENTS:
@@ -98,6 +100,5 @@ def run(name: str, out_dir, quick: bool = False, data_dir=None, seed: int = 0, d
         "torch_threads": used_threads,
         **machine_info(device),
     }
-    results = _jsonable(results)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+    return _jsonable(results, strict=False)  # numbers stay numbers: an open interval's end is -inf
