@@ -847,7 +847,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 lines.append(f"  {name:<14s} binary MAE {stats['binary_mae']['mean']:.4f}")
     elif args.name == "dbm-mnist":
         c = res["config"]
-        lines.append(f"  DBM 784-{'-'.join(str(n) for n in c['n_hidden'])}, {c['epochs']} joint epochs")
+        joint = c["epochs"] + (c.get("decay_epochs") or 0)  # the decaying epochs follow the constant ones
+        lines.append(f"  DBM 784-{'-'.join(str(n) for n in c['n_hidden'])}, {joint} joint epochs")
         lo, hi = r["log_z_ais_interval"]
         lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), {c['betas']} betas, "
                      f"reverse AIS {r['log_z_reverse_ais']:.3f}; AIS with {r['betas_check']} betas "

@@ -169,12 +169,14 @@ def test_cli_summary_of_an_open_ais_interval(tmp_path, capsys, monkeypatch):
         r = {"log_z_ais": 1401.48, "log_z_ais_interval": [ninf, 1402.24], "log_z_reverse_ais": 1401.21,
              "betas_check": 100000, "log_z_ais_check": 1401.43, "test_elbo": np.float64(-84.33),
              "elbo_rows": 10000}
-        return {"config": {"n_hidden": [512, 1024], "epochs": 30, "betas": 20000}, "results": r}
+        return {"config": {"n_hidden": [512, 1024], "epochs": 30, "decay_epochs": 30, "betas": 20000},
+                "results": r}
 
     monkeypatch.setitem(EXPERIMENTS, "dbm-mnist", fake)
     assert cli.main(["experiment", "dbm-mnist", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "AIS 1401.480 (-inf, 1402.240)" in text and "average test ELBO -84.33 nats" in text
+    assert "784-512-1024, 60 joint epochs" in text  # the decaying epochs count too
     saved = json.loads((tmp_path / "results.json").read_text(), parse_constant=pytest.fail)
     assert saved["results"]["log_z_ais_interval"] == ["-inf", 1402.24]
     res = run("dbm-mnist", tmp_path, seed=0)
