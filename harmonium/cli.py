@@ -829,6 +829,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     lines = [f"{args.name}{' (quick)' if args.quick else ''}, seed {args.seed}: "
              f"{res['wall_time_s']:.1f} s, {res['torch_threads']} torch threads, device {res['device']}"]
     if args.name == "rbm-mnist":
+        c, sel = res["config"], r.get("rbm_selection")
+        if sel:  # ties go to the earlier epoch, so the RBM kept can be younger than the last one trained
+            val = sel["val_error_by_epoch"][str(sel["epochs"])]  # results.json's keys are strings
+            lines.append(f"  RBM 784-{c['n_hidden']}, {c['epochs']} epochs; kept: epoch {sel['epochs']} "
+                         f"(validation error of its logistic regression {val:.2f} %)")
         for key, label in (("logistic_regression", "RBM features + logistic regression"),
                            ("linear_svm", "RBM features + linear SVM"), ("knn", "RBM features + k-NN")):
             if key in r:

@@ -159,6 +159,20 @@ def test_cli_experiment_quick(tmp_path, capsys):
     assert (out / "results.json").exists()
 
 
+def test_cli_summary_names_the_rbm_epoch_kept(tmp_path, capsys, monkeypatch):
+    """rbm-mnist keeps the RBM of the epoch validation chose, which may not be the last one trained."""
+    def fake(out, quick, data_dir, seed, device, config=None):
+        r = {"rbm_selection": {"val_error_by_epoch": {30: 2.62, 60: 2.34, 90: 2.08, 120: 2.08}, "epochs": 90},
+             "logistic_regression": {"test_error": 1.67}}
+        return {"config": {"n_hidden": 1024, "epochs": 120}, "results": r}
+
+    monkeypatch.setitem(EXPERIMENTS, "rbm-mnist", fake)
+    assert cli.main(["experiment", "rbm-mnist", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "RBM 784-1024, 120 epochs; kept: epoch 90 (validation error of its logistic regression 2.08 %)" in text
+    assert "logistic regression" in text and "1.67 %" in text
+
+
 def test_cli_summary_of_an_open_ais_interval(tmp_path, capsys, monkeypatch):
     """An AIS estimate resting on a few heavy weights has an interval open below (-inf): results.json
     spells it "-inf" (strict JSON), the returned results keep the float and the summary prints it
