@@ -45,11 +45,11 @@ def main() -> None:
         t = time.perf_counter()
         clf = FineTunedClassifier(model, **{**DEFAULTS, **setting}).fit(X_all, y_all)
         h = clf.history_
-        validated = "val_accuracy" in h  # not with early_stopping=False (every row trained on)
-        row = dict(model=args.model, setting=setting,
-                   best_val_accuracy=max(h["val_accuracy"]) if validated else None,
-                   val_loss_at_best=h["val_loss"][clf.best_epoch_ - 1] if validated else None,
-                   min_val_loss=min(h["val_loss"]) if validated else None,
+        # no validation history with early_stopping=False (every row trained on): those fields are None
+        val = (dict(best_val_accuracy=max(h["val_accuracy"]), val_loss_at_best=h["val_loss"][clf.best_epoch_ - 1],
+                    min_val_loss=min(h["val_loss"])) if "val_accuracy" in h
+               else dict.fromkeys(("best_val_accuracy", "val_loss_at_best", "min_val_loss")))
+        row = dict(model=args.model, setting=setting, **val,
                    test_error=100.0 * float(np.mean(clf.predict(X_te) != y_te)), best_epoch=int(clf.best_epoch_),
                    epochs_run=int(clf.n_iter_), seconds=round(time.perf_counter() - t, 1))
         print(json.dumps(row), flush=True)
