@@ -61,6 +61,7 @@ class DBMTrainingConfig:
     particles_from_data: bool = True
     centering: bool = False
     centering_rate: float = 0.01
+    sample_data: bool = False
     optimizer: Any = "sgd"
 
 
@@ -113,7 +114,8 @@ class DBMTrainer(TrainerBase):
         n = self.n_local
         if c.particles_from_data:
             idx = torch.randint(X.shape[0], (n,), generator=g, device=X.device)
-            x = m.upward_init(X[idx])
+            v = X[idx]
+            x = m.upward_init(m.layers[0].sample(v, 1.0, g, mean=v) if c.sample_data else v)
             self.particles = [x[0].clone()] + [u.sample(torch.zeros_like(xl), 1.0, g, mean=xl)
                                                for u, xl in zip(m.layers[1:], x[1:])]
         else:
@@ -124,6 +126,8 @@ class DBMTrainer(TrainerBase):
         returns the mean-field sweeps it took."""
         c, m, g = self.config, self.model, self.sampler
         n_global = v.shape[0] if n_global is None else n_global
+        if c.sample_data:  # the rows are the visible means: train on a fresh draw from them
+            v = m.layers[0].sample(v, 1.0, g, mean=v)
         pos, n_mf = m.mean_field(v, max_updates=c.max_mf_updates, tol=c.mf_tol, damping=c.mf_damping)
         self.particles, _ = m.gibbs(self.particles, k, generator=g)
         w_pos, w_neg, momentum = self._write_weights(v.shape[0], n_global, self.n_local, self.n_particles, v)
@@ -205,6 +209,10 @@ class DBM(BoltzmannEstimator):
         On MNIST (784-512-1024, docs/RESULTS.md section 3) it kept the top layer alive: 898 of
         1,024 units active after joint training, against 29 uncentred (they died once the
         momentum rose to 0.9).
+    sample_data : treat each training row as the mean of the visible units and train on a fresh
+        draw from it every time the row is used (and in the first pretraining RBM): for Bernoulli
+        units and grey levels in [0, 1] this is the dynamic binarisation of Salakhutdinov & Hinton's
+        DBM code.  Metrics and ``X_val`` see the rows themselves.
     metrics : "auto" (reconstruction error; exact log-likelihood for tiny models), None, or a list of
         "reconstruction_error", "log_likelihood".
     log_dir : TensorBoard logs of joint training (metrics, parameter and update histograms, each
@@ -219,7 +227,7 @@ class DBM(BoltzmannEstimator):
                  mf_damping: float = 0.0, l2: float = 2e-4, max_norm: float | None = None,
                  sparsity_target: Any = None, sparsity_cost: Any = 0.0, sparsity_damping: float = 0.9,
                  pretrain: Any = True, pretrain_params: Any = None, particles_from_data: bool = True,
-                 centering: bool = False,
+                 centering: bool = False, sample_data: bool = False,
                  W_init: float = 0.01, optimizer: Any = "sgd", metrics: Any = "auto", metrics_every: int = 1,
                  log_dir: str | None = None, checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
                  random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
@@ -245,6 +253,7 @@ class DBM(BoltzmannEstimator):
         self.pretrain_params = pretrain_params
         self.particles_from_data = particles_from_data
         self.centering = centering
+        self.sample_data = sample_data
         self.W_init = W_init
         self.optimizer = optimizer
         self.metrics = metrics
@@ -286,8 +295,9 @@ class DBM(BoltzmannEstimator):
             if t is not None and not (isinstance(t, numbers.Real) and 0 < t < 1):
                 raise ValueError(f"sparsity_target must be None or in (0, 1), got {self.sparsity_target!r}")
         _per_layer(self.sparsity_cost, L, "sparsity_cost")
-        if self.centering not in (True, False):
-            raise ValueError(f"centering must be True or False, got {self.centering!r}")
+        for name in ("centering", "sample_data"):
+            if getattr(self, name) not in (True, False):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (self.pretrain in (True, False) or isinstance(self.pretrain, (list, tuple))):
             raise ValueError("pretrain must be True, False or a list of fitted RBMs")
         metrics = () if self.metrics is None else (self.metrics,) if isinstance(self.metrics, str) else self.metrics
@@ -309,7 +319,7 @@ class DBM(BoltzmannEstimator):
             sparsity_target=None if all(t is None for t in targets) else targets,
             sparsity_cost=[float(c) for c in _per_layer(self.sparsity_cost, L, "sparsity_cost")],
             sparsity_damping=float(self.sparsity_damping), particles_from_data=self.particles_from_data,
-            centering=bool(self.centering), optimizer=self.optimizer)
+            centering=bool(self.centering), sample_data=bool(self.sample_data), optimizer=self.optimizer)
 
     # ------------------------------------------------------------------ construction
     def _layers(self, n_visible: int) -> list:
@@ -354,6 +364,8 @@ class DBM(BoltzmannEstimator):
                       verbose=max(0, self.verbose - 1))
             if l > 0:
                 kw["vb_init"] = 0.0
+            else:
+                kw["sample_data"] = self.sample_data
             kw.update(params[l])
             epochs = kw.pop("epochs")
             rbm = RBM(**kw, epochs=0).fit(data)

@@ -55,6 +55,9 @@ class RBM(BoltzmannEstimator):
     centering : centered RBM (Melchior et al. 2016) with offsets as moving averages of the means.
     sample_v_states, sample_h_states : sample the visible / hidden states passed along the chain,
         otherwise pass their means.
+    sample_data : treat each training row as the mean of the visible units and train on a fresh
+        draw from it every time the row is used (for Bernoulli units and grey levels in [0, 1]:
+        dynamic binarisation).  Metrics and ``X_val`` see the rows themselves.
     W_init : std of the Gaussian initial weights, an array (n_visible, n_hidden), or a fitted RBM
         whose parameters are copied.
     vb_init : visible biases: None for the unit type's choice from data means (logit of the
@@ -82,6 +85,7 @@ class RBM(BoltzmannEstimator):
                  l2: float = 1e-4, dropout: float | None = None, sparsity_target: float | None = None,
                  sparsity_cost: float = 0.0, sparsity_damping: float = 0.9, max_norm: float | None = None,
                  centering: bool = False, sample_v_states: bool = False, sample_h_states: bool = True,
+                 sample_data: bool = False,
                  W_init: Any = 0.01, vb_init: Any = None, hb_init: Any = 0.0, optimizer: Any = "sgd",
                  metrics: Any = "auto", metrics_every: int = 1, log_dir: str | None = None,
                  checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
@@ -107,6 +111,7 @@ class RBM(BoltzmannEstimator):
         self.centering = centering
         self.sample_v_states = sample_v_states
         self.sample_h_states = sample_h_states
+        self.sample_data = sample_data
         self.W_init = W_init
         self.vb_init = vb_init
         self.hb_init = hb_init
@@ -138,6 +143,8 @@ class RBM(BoltzmannEstimator):
             raise ValueError(f"sparsity_damping must be in [0, 1), got {self.sparsity_damping!r}")
         if self.max_norm is not None and not (isinstance(self.max_norm, numbers.Real) and self.max_norm > 0):
             raise ValueError(f"max_norm must be None or positive, got {self.max_norm!r}")
+        if self.sample_data not in (True, False):
+            raise ValueError(f"sample_data must be True or False, got {self.sample_data!r}")
         metrics = self._metric_names(None)
         unknown = set(metrics) - set(KNOWN_METRICS)
         if unknown:
@@ -202,7 +209,7 @@ class RBM(BoltzmannEstimator):
             l2=float(self.l2), dropout=self.dropout, sparsity_target=self.sparsity_target,
             sparsity_cost=float(self.sparsity_cost), sparsity_damping=float(self.sparsity_damping),
             max_norm=self.max_norm, centering=self.centering, sample_v_states=self.sample_v_states,
-            sample_h_states=self.sample_h_states, optimizer=self.optimizer)
+            sample_h_states=self.sample_h_states, sample_data=bool(self.sample_data), optimizer=self.optimizer)
 
     # ------------------------------------------------------------------ fitting
     def partial_fit(self, X, y=None) -> "RBM":

@@ -110,6 +110,7 @@ class TrainingConfig:
     centering_rate: float = 0.01
     sample_v_states: bool = False
     sample_h_states: bool = True
+    sample_data: bool = False
     optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd"
 
 
@@ -314,6 +315,8 @@ class Trainer(TrainerBase):
         """One update on the batch v (this rank's rows of a global batch of ``n_global`` rows)."""
         c, m, g = self.config, self.model, self.sampler
         n_global = v.shape[0] if n_global is None else n_global
+        if c.sample_data:  # the rows are the visible means: train on a fresh draw from them
+            v = m.visible.sample(v, 1.0, g, mean=v)
         if c.dropout:
             keep = torch.rand(v.shape, generator=g, dtype=v.dtype, device=v.device) >= c.dropout
             v = v * keep

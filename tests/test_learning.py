@@ -145,3 +145,67 @@ def test_learned_sigma_moves_towards_data_scale():
                  learning_rate=0.01, random_state=0, metrics=None).fit(X)
     sigma = est.model_.visible.sigma.detach().numpy()
     assert (sigma > 1.5).all(), sigma
+
+
+def _fed_rows(monkeypatch, n_visible):
+    """Spy on every update's positive-phase rows of width ``n_visible`` (RBM and DBM updates alike)."""
+    from harmonium.dbm import DBMModel
+    from harmonium.rbm import RBMModel
+
+    seen = []
+    rbm_write, dbm_write = RBMModel.write_gradient, DBMModel.write_gradient
+
+    def rbm_spy(self, v_pos, *args, **kwargs):
+        if v_pos.shape[1] == n_visible:
+            seen.append(v_pos.detach().clone())
+        return rbm_write(self, v_pos, *args, **kwargs)
+
+    def dbm_spy(self, pos, *args, **kwargs):
+        seen.append(pos[0].detach().clone())
+        return dbm_write(self, pos, *args, **kwargs)
+
+    monkeypatch.setattr(RBMModel, "write_gradient", rbm_spy)
+    monkeypatch.setattr(DBMModel, "write_gradient", dbm_spy)
+    return seen
+
+
+@pytest.mark.parametrize("model", ["rbm", "dbm"])
+def test_sample_data_trains_on_fresh_draws_with_the_rows_as_means(model, dtype, monkeypatch):
+    """``sample_data``: every update sees 0/1 draws whose mean is the grey row, new at every use (the
+    DBM's first pretraining RBM included); without it the rows themselves; binary rows are unchanged."""
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(0.1, 0.9, size=(11, N_VISIBLE))
+    kw = dict(batch_size=11, random_state=0, dtype=str(dtype)[6:], metrics=None)
+
+    def fit(X, epochs, **more):
+        if model == "rbm":
+            return hm.RBM(n_hidden=N_HIDDEN, epochs=epochs, **kw, **more).fit(X)
+        return hm.DBM(n_hidden=(N_HIDDEN, 3), n_particles=11, max_mf_updates=3, epochs=epochs,
+                      pretrain_params={"epochs": epochs}, **kw, **more).fit(X)
+
+    seen = _fed_rows(monkeypatch, N_VISIBLE)
+    fit(grey, 300, sample_data=True)
+    V = torch.stack(seen).double()  # (updates, 11, 7); a batch holds every row, shuffled
+    assert len(seen) == (300 if model == "rbm" else 600)  # the DBM: 300 pretraining + 300 joint updates
+    assert torch.all((V == 0) | (V == 1))
+    assert len({tuple(v.flatten().tolist()) for v in V}) > 250  # fresh draws, not one binarisation
+    # the column means over updates estimate the rows' column means (sd about 0.008 each)
+    np.testing.assert_allclose(V.mean(dim=(0, 1)).numpy(), grey.mean(0), atol=0.04)
+
+    seen.clear()
+    fit(grey, 3)
+    for v in seen:
+        np.testing.assert_allclose(v.double().mean(0).numpy(), grey.mean(0), rtol=1e-5)
+
+    seen.clear()
+    binary = (grey > 0.5).astype(float)
+    fit(binary, 3, sample_data=True)
+    assert seen
+    for v in seen:
+        np.testing.assert_array_equal(v.double().mean(0).numpy(), binary.mean(0))
+
+
+@pytest.mark.parametrize("cls", [hm.RBM, hm.DBM])
+def test_sample_data_must_be_a_bool(cls):
+    with pytest.raises(ValueError, match="sample_data must be True or False"):
+        cls(sample_data="yes").fit(BARS)
