@@ -242,3 +242,12 @@ def test_dbm_mnist_quick(tmp_path):
                 config={"dbm_file": str(tmp_path / "dbm.safetensors"), "betas_check": None, "few_labels": [100]})
     assert again["results"]["log_z_ais"] == pytest.approx(r["log_z_ais"], abs=1e-9)
     assert "log_z_ais_check" not in again["results"] and "dbm_training" not in again["times_s"]
+    # the same DBM scored on a stochastic binarisation of the digits: log Z estimated again, other digits
+    noisy = run("dbm-mnist", tmp_path / "noisy", quick=True, data_dir=data,
+                config={"dbm_file": str(tmp_path / "dbm.safetensors"), "betas_check": None, "few_labels": [],
+                        "binarization": "stochastic"})
+    assert noisy["results"]["log_z_ais"] == pytest.approx(r["log_z_ais"], abs=0.5)  # base rate from the grey levels
+    assert math.isfinite(noisy["results"]["test_elbo"]) and noisy["results"]["test_elbo"] != r["test_elbo"]
+    assert noisy["config"]["data"].startswith("MNIST grey levels")
+    with pytest.raises(ValueError, match="binarization must be"):
+        run("dbm-mnist", tmp_path / "bad", quick=True, data_dir=data, config={"binarization": "otsu"})

@@ -39,7 +39,7 @@ def mnist_binarized(data_dir=None, quick: bool = False, n_quick: int = 2000, bin
     levels in [0, 1] with ``binarized=False``), the last 5000 training rows as validation (quick: the
     first ``n_quick`` rows split 90/10, 1000 test rows)."""
     ds = load_mnist(data_dir, download=False)
-    prep = binarize if binarized else (lambda a: np.asarray(a, dtype=np.float32))
+    prep = binarize if binarized else (lambda a: np.array(a, dtype=np.float32))  # a writable copy
     X = prep(ds.X_train)
     y = np.asarray(ds.y_train)
     X_te = prep(ds.X_test)

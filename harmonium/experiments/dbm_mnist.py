@@ -139,9 +139,10 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
                 x, means = m.gibbs(x, 1, generator=g)
                 frames.append(means[0].cpu().numpy())
         viz.animate_chain(np.stack(frames), shape=(28, 28), path=out / "particles.gif", fps=10)
+    data = ("MNIST grey levels: training draws fresh binary digits at every use, the ELBOs one fixed "
+            "stochastic binarisation") if stochastic else "MNIST binarised at 0.5"
     return {
-        "config": {**cfg, "betas": fwd.n_betas, "n_train": len(X_tr),
-                   "data": "MNIST grey levels, binarised afresh at every use" if stochastic else "MNIST binarised at 0.5",
+        "config": {**cfg, "betas": fwd.n_betas, "n_train": len(X_tr), "data": data,
                    "n_val": len(X_val), "n_test": len(X_te)},
         "results": res,
         "dbm_history": {k: [None if v is None else float(v) for v in vals] for k, vals in dbm.history_.items()},
