@@ -855,9 +855,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         joint = c["epochs"] + (c.get("decay_epochs") or 0)  # the decaying epochs follow the constant ones
         lines.append(f"  DBM 784-{'-'.join(str(n) for n in c['n_hidden'])}, {joint} joint epochs")
         lo, hi = r["log_z_ais_interval"]
+        check = f"; AIS with {r['betas_check']} betas {r['log_z_ais_check']:.3f}" if "betas_check" in r else ""
         lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), {c['betas']} betas, "
-                     f"reverse AIS {r['log_z_reverse_ais']:.3f}; AIS with {r['betas_check']} betas "
-                     f"{r['log_z_ais_check']:.3f}")
+                     f"reverse AIS {r['log_z_reverse_ais']:.3f}{check}")
         lines.append(f"  average test ELBO {r['test_elbo']:.2f} nats ({r['elbo_rows']} rows)")
         if "fine_tuned" in r:
             lines.append(f"  fine-tuned DBM test error {r['fine_tuned']['test_error']:.2f} %")

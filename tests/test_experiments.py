@@ -195,6 +195,13 @@ def test_cli_summary_of_an_open_ais_interval(tmp_path, capsys, monkeypatch):
     assert saved["results"]["log_z_ais_interval"] == ["-inf", 1402.24]
     res = run("dbm-mnist", tmp_path, seed=0)
     assert res["results"]["log_z_ais_interval"][0] == ninf and type(res["results"]["test_elbo"]) is float
+    # without the check with more betas (``betas_check: null``) the summary leaves it out
+    monkeypatch.setitem(EXPERIMENTS, "dbm-mnist", lambda *a, **k: {
+        **fake(*a, **k), "results": {k: v for k, v in fake(*a, **k)["results"].items()
+                                     if k not in ("betas_check", "log_z_ais_check")}})
+    assert cli.main(["experiment", "dbm-mnist", "--out", str(tmp_path / "nocheck")]) == 0
+    text = capsys.readouterr().out
+    assert "reverse AIS 1401.210" in text and "AIS with" not in text
 
 
 def test_cli_missing_data(tmp_path, capsys):
