@@ -114,8 +114,7 @@ class DBMTrainer(TrainerBase):
         n = self.n_local
         if c.particles_from_data:
             idx = torch.randint(X.shape[0], (n,), generator=g, device=X.device)
-            v = X[idx]
-            x = m.upward_init(m.layers[0].sample(v, 1.0, g, mean=v) if c.sample_data else v)
+            x = m.upward_init(self._data(X[idx], m.layers[0]))
             self.particles = [x[0].clone()] + [u.sample(torch.zeros_like(xl), 1.0, g, mean=xl)
                                                for u, xl in zip(m.layers[1:], x[1:])]
         else:
@@ -126,8 +125,7 @@ class DBMTrainer(TrainerBase):
         returns the mean-field sweeps it took."""
         c, m, g = self.config, self.model, self.sampler
         n_global = v.shape[0] if n_global is None else n_global
-        if c.sample_data:  # the rows are the visible means: train on a fresh draw from them
-            v = m.layers[0].sample(v, 1.0, g, mean=v)
+        v = self._data(v, m.layers[0])
         pos, n_mf = m.mean_field(v, max_updates=c.max_mf_updates, tol=c.mf_tol, damping=c.mf_damping)
         self.particles, _ = m.gibbs(self.particles, k, generator=g)
         w_pos, w_neg, momentum = self._write_weights(v.shape[0], n_global, self.n_local, self.n_particles, v)

@@ -168,6 +168,11 @@ class TrainerBase:
         stream re-seeded from it at every epoch (``generator`` itself then only shuffles)."""
         return self.generator if self.group is None else self._sampler
 
+    def _data(self, v: Tensor, visible) -> Tensor:
+        """The training rows as the update sees them: the rows, or with ``sample_data`` a fresh draw
+        from the ``visible`` units with the rows as their means."""
+        return visible.sample(v, 1.0, self.sampler, mean=v) if self.config.sample_data else v
+
     def _begin_epoch(self) -> None:
         self._apply_schedules()
         if self.group is not None:
@@ -315,8 +320,7 @@ class Trainer(TrainerBase):
         """One update on the batch v (this rank's rows of a global batch of ``n_global`` rows)."""
         c, m, g = self.config, self.model, self.sampler
         n_global = v.shape[0] if n_global is None else n_global
-        if c.sample_data:  # the rows are the visible means: train on a fresh draw from them
-            v = m.visible.sample(v, 1.0, g, mean=v)
+        v = self._data(v, m.visible)
         if c.dropout:
             keep = torch.rand(v.shape, generator=g, dtype=v.dtype, device=v.device) >= c.dropout
             v = v * keep
