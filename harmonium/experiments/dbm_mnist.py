@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import binarize_stochastic
-from ._common import Timer, few_label_table, mnist_binarized, preset, write_partial
+from ._common import (Timer, data_description, few_label_table, mnist_binarized, preset, scored_digits,
+                      stochastic_binarization, write_partial)
 
 # the first full run (pretraining lr 0.05, joint lr 0.005, 30 + 40 epochs; momentum 0.9) grew weights so
 # large that log Z was 5,579 and the test ELBO -193 (docs/RESULTS.md); these rates are 5x smaller.  The
@@ -60,13 +60,9 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
     out = Path(out_dir)
     cfg = preset(FULL, QUICK, quick, config, device)
     timer = Timer()
-    if cfg["binarization"] not in ("threshold", "stochastic"):
-        raise ValueError(f"binarization must be 'threshold' or 'stochastic', got {cfg['binarization']!r}")
-    # "stochastic": the DBM trains on the grey levels as probabilities, drawing fresh binary digits at
-    # every use (``sample_data``, Salakhutdinov & Hinton's code), and the ELBOs are taken on one fixed
-    # stochastic binarisation of the digits (seed 0 for the test rows, 1 for the training rows), as
-    # the paper's likelihoods are; "threshold": digits binarised at 0.5 for training and evaluation.
-    stochastic = cfg["binarization"] == "stochastic"
+    # "stochastic": trained on fresh draws from the grey levels, the ELBOs on one fixed draw (seeds 0
+    # test, 1 train); "threshold": binarised at 0.5 throughout (``_common.stochastic_binarization``)
+    stochastic = stochastic_binarization(cfg)
     X_tr, y_tr, X_val, y_val, X_te, y_te, X_all, y_all = mnist_binarized(data_dir, quick, binarized=not stochastic)
     if cfg["dbm_file"]:  # the DBM (with its particles) saved by an earlier run: evaluate it again
         from ..io import load
@@ -97,9 +93,7 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
                                                    random_state=seed + 3)
     with timer("elbo"):
         n = cfg["elbo_rows"]
-        te, tr = X_te[:n], X_tr[:n]
-        if stochastic:
-            te, tr = binarize_stochastic(te, 0), binarize_stochastic(tr, 1)
+        te, tr = scored_digits(X_te[:n], X_tr[:n], stochastic)
         res["test_elbo"] = float(estimate.elbo(dbm, torch.as_tensor(te), fwd).mean())
         res["train_elbo"] = float(estimate.elbo(dbm, torch.as_tensor(tr), fwd).mean())
         res["elbo_rows"] = n
@@ -139,10 +133,8 @@ def run_dbm_mnist(out_dir, quick: bool = False, data_dir=None, seed: int = 0, *,
                 x, means = m.gibbs(x, 1, generator=g)
                 frames.append(means[0].cpu().numpy())
         viz.animate_chain(np.stack(frames), shape=(28, 28), path=out / "particles.gif", fps=10)
-    data = ("MNIST grey levels: training draws fresh binary digits at every use, the ELBOs one fixed "
-            "stochastic binarisation") if stochastic else "MNIST binarised at 0.5"
     return {
-        "config": {**cfg, "betas": fwd.n_betas, "n_train": len(X_tr), "data": data,
+        "config": {**cfg, "betas": fwd.n_betas, "n_train": len(X_tr), "data": data_description(stochastic),
                    "n_val": len(X_val), "n_test": len(X_te)},
         "results": res,
         "dbm_history": {k: [None if v is None else float(v) for v in vals] for k, vals in dbm.history_.items()},
@@ -161,7 +153,7 @@ def _train(cfg: dict, X_tr, X_val, seed: int, quick: bool, timer: Timer):
         dbm = DBM(cfg["n_hidden"], learning_rate=lr, momentum=cfg["momentum"], epochs=epochs,
                   batch_size=cfg["batch_size"], l2=cfg["l2"], n_particles=cfg["n_particles"],
                   n_gibbs_steps=cfg["n_gibbs_steps"], max_mf_updates=cfg["max_mf_updates"], centering=cfg["centering"],
-                  sample_data=cfg["binarization"] == "stochastic",
+                  sample_data=stochastic_binarization(cfg),
                   pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
                                    "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
                   metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
