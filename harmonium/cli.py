@@ -854,6 +854,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         c = res["config"]
         joint = c["epochs"] + (c.get("decay_epochs") or 0)  # the decaying epochs follow the constant ones
         lines.append(f"  DBM 784-{'-'.join(str(n) for n in c['n_hidden'])}, {joint} joint epochs")
+        lines += [f"  data: {c['data']}"] if "data" in c else []
         lo, hi = r["log_z_ais_interval"]
         check = f"; AIS with {r['betas_check']} betas {r['log_z_ais_check']:.3f}" if "betas_check" in r else ""
         lines.append(f"  log Z: AIS {r['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), {c['betas']} betas, "
@@ -874,6 +875,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     elif args.name == "rbm-mnist-likelihood":
         lines.append(f"  {res['config']['n_hidden']} hidden, {res['config']['epochs']} epochs, "
                      f"{res['config']['betas']} betas")
+        lines += [f"  data: {res['config']['data']}"] if "data" in res["config"] else []
         for v in r["variants"].values():
             lo, hi = v["log_z_ais_interval"]
             lines.append(f"  {v['algorithm']}: log Z AIS {v['log_z_ais']:.3f} ({lo:.3f}, {hi:.3f}), reverse AIS "

@@ -188,6 +188,7 @@ def test_cli_experiment_quick(tmp_path, capsys):
     assert cli.main(["experiment", "rbm-mnist-likelihood", "--quick", "--out", str(out), "--data-dir", data]) == 0
     text = capsys.readouterr().out
     assert "test log-likelihood" in text and "results.json" in text
+    assert "data: MNIST binarised at 0.5" in text  # which digits the likelihoods are of
     assert (out / "results.json").exists()
 
 
