@@ -155,6 +155,18 @@ def test_scored_digits_fix_one_draw_per_split():
     assert scored_digits(P, P, stochastic=False)[0] is P
 
 
+def test_train_rbm_passes_the_negative_phase_options():
+    """The experiments' RBM gets the chains and tempering a configuration names (a sweep with parallel
+    tempering must not silently train PCD)."""
+    from harmonium.experiments._common import train_rbm
+
+    X = (np.random.default_rng(5).random((11, 7)) > 0.5).astype(np.float32)
+    cfg = dict(n_hidden=5, learning_rate=0.01, momentum=0.5, epochs=1, batch_size=11, k=1, persistent=True,
+               l2=0.0, n_chains=13, n_temperatures=3, centering=True)
+    rbm = train_rbm(cfg, X, X, 0, True, ("reconstruction_error",))
+    assert (rbm.n_chains, rbm.n_temperatures, rbm.centering) == (13, 3, True)
+
+
 def test_config_replaces_preset_entries_and_unknown_keys_are_refused(tmp_path, capsys):
     data = _mnist_dir()
     res = run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, only=("pcd",),
