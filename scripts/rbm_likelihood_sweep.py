@@ -1,11 +1,14 @@
-"""One setting of the likelihood experiment's centred PCD-1 RBM trained on stochastic binarisations
-(``rbm-mnist-likelihood`` with ``binarization="stochastic"``, variant ``centered_pcd``), with the
-preset's learning rates scaled, a longer schedule, more chains or parallel tempering:
+"""One setting of the likelihood experiment's 784-500 RBM trained on stochastic binarisations
+(``rbm-mnist-likelihood`` with ``binarization="stochastic"``: fresh draws from the grey levels in
+training, one fixed draw scored by forward and reverse AIS) with other rates, a longer schedule, more
+chains, parallel tempering or a CD-k whose k grows:
 
-    HARMONIUM_DATA=DIR python scripts/rbm_likelihood_sweep.py OUT_DIR --epochs 400 --lr-scale 0.3
+    HARMONIUM_DATA=DIR python scripts/rbm_likelihood_sweep.py OUT_DIR --epochs 400 --lr 0.0003
 
-The schedule: ``lr-scale`` x 0.001 for the first 3/4 of the epochs, then linear decay to a tenth of it
-(the preset's centred PCD-1 is 0.001 for 30 epochs, then decay to 0.0001 over 20).
+The learning rate: ``lr`` for the first epochs, then linear decay to a tenth of it over the last
+``decay-fraction`` of them (default 1/4).  The preset's centred PCD-1 is
+``--epochs 50 --lr 0.001 --decay-fraction 0.4``; its CD-25 ``--algorithm cd --k 25 --lr 0.01
+--decay-fraction 0.4``.  ``--k-ramp``: k grows linearly from 1 to ``k`` over the epochs.
 """
 import argparse
 import json
@@ -14,9 +17,14 @@ import torch
 
 from harmonium.experiments import run
 
+VARIANTS = {"centred-pcd": ("centered_pcd", dict(persistent=True, centering=True)),
+            "pcd": ("pcd", dict(persistent=True)),
+            "cd": ("cd25", dict(persistent=False))}
 
-def schedule(epochs: int, start: float) -> list[float]:
-    decay = max(1, epochs // 4)
+
+def schedule(epochs: int, start: float, decay_fraction: float = 0.25) -> list[float]:
+    """``start`` for the first epochs, then linear decay to ``start / 10`` over the last fraction."""
+    decay = max(1, round(epochs * decay_fraction))
     flat = epochs - decay
     return [start] * flat + [round(start - 0.9 * start * i / decay, 10) for i in range(1, decay + 1)]
 
@@ -24,25 +32,32 @@ def schedule(epochs: int, start: float) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
+    ap.add_argument("--algorithm", choices=sorted(VARIANTS), default="centred-pcd")
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--lr-scale", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--decay-fraction", type=float, default=0.25)
+    ap.add_argument("--k", type=int, default=1)
+    ap.add_argument("--k-ramp", action="store_true")
     ap.add_argument("--n-chains", type=int, default=100)
     ap.add_argument("--n-temperatures", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="the quick preset's model and AIS (a smoke test)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    variant = dict(k=1, persistent=True, n_chains=args.n_chains, centering=True,
-                   learning_rate=schedule(args.epochs, 0.001 * args.lr_scale))
+    name, variant = VARIANTS[args.algorithm]
+    k = [1 + round((args.k - 1) * e / max(1, args.epochs - 1)) for e in range(args.epochs)] if args.k_ramp else args.k
+    variant = dict(variant, k=k, learning_rate=schedule(args.epochs, args.lr, args.decay_fraction))
+    if variant["persistent"]:
+        variant["n_chains"] = args.n_chains
     if args.n_temperatures > 1:
         variant["n_temperatures"] = args.n_temperatures
-    res = run("rbm-mnist-likelihood", args.out, seed=args.seed, only=("centered_pcd",),
-              config={"binarization": "stochastic", "epochs": args.epochs,
-                      "variants": {"centered_pcd": variant}})
-    v = res["results"]["variants"]["centered_pcd"]
-    print(json.dumps({"out": args.out, **vars(args), **{k: v[k] for k in (
-        "test_log_likelihood_ais", "test_log_likelihood_reverse_ais", "train_log_likelihood_ais", "log_z_gap",
-        "ais_ess", "reverse_ais_ess")}, "times_s": res.get("times_s")}))
+    res = run("rbm-mnist-likelihood", args.out, quick=args.quick, seed=args.seed, only=(name,),
+              config={"binarization": "stochastic", "epochs": args.epochs, "variants": {name: variant}})
+    v = res["results"]["variants"][name]
+    print(json.dumps({"out": args.out, **vars(args), **{key: v[key] for key in (
+        "test_log_likelihood_ais", "test_log_likelihood_reverse_ais", "train_log_likelihood_ais", "log_z_ais",
+        "log_z_gap", "ais_ess", "reverse_ais_ess")}, "times_s": res.get("times_s")}))
 
 
 if __name__ == "__main__":

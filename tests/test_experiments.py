@@ -167,6 +167,14 @@ def test_train_rbm_passes_the_negative_phase_options():
     assert (rbm.n_chains, rbm.n_temperatures, rbm.centering) == (13, 3, True)
 
 
+def test_likelihood_variants_are_named_by_their_algorithm():
+    from harmonium.experiments.rbm_mnist_likelihood import FULL, _algorithm
+
+    assert [_algorithm(v) for v in FULL["variants"].values()] == ["CD-25", "PCD-1", "centred PCD-1"]
+    assert _algorithm(dict(k=[1, 13, 25], persistent=False)) == "CD-1..25"
+    assert _algorithm(dict(k=1, persistent=True, centering=True, n_temperatures=7)) == "centred PT-1 (7 temperatures)"
+
+
 def test_config_replaces_preset_entries_and_unknown_keys_are_refused(tmp_path, capsys):
     data = _mnist_dir()
     res = run("rbm-mnist-likelihood", tmp_path, quick=True, data_dir=data, only=("pcd",),

@@ -37,6 +37,16 @@ QUICK = dict(FULL, n_hidden=50, epochs=2, learning_rate=0.05, betas=1000, revers
                        "centered_pcd": dict(k=1, persistent=True, n_chains=20, centering=True)})
 
 
+def _algorithm(variant: dict) -> str:
+    """The variant's name: "CD-25", "centred PCD-1", "PT-1 (10 temperatures)"; "CD-1..25" where k is a
+    per-epoch sequence."""
+    k = variant["k"]
+    k = f"{k[0]}..{k[-1]}" if isinstance(k, (list, tuple)) else str(k)
+    T = variant.get("n_temperatures", 1)
+    name = f"PT-{k} ({T} temperatures)" if T > 1 else ("PCD" if variant["persistent"] else "CD") + f"-{k}"
+    return ("centred " if variant.get("centering") else "") + name
+
+
 def _score(rbm, cfg, base, X_tr, X_te, seed, timer, name):
     """Forward and reverse AIS log Z (both from the base-rate model of the training rows ``base``) and
     the mean log-probabilities of the (binary) training and test digits ``X_tr`` and ``X_te``."""
@@ -91,8 +101,7 @@ def run_rbm_mnist_likelihood(out_dir, quick: bool = False, data_dir=None, seed: 
         histories[name] = {k: [float(v) for v in vals] for k, vals in rbm.history_.items()}
         rbm.save(out / f"rbm-{name}.safetensors")  # for later analysis without retraining
         variants[name] = {**_score(rbm, cfg, X_tr, tr_scored, te_scored, seed, timer, name),
-                          "algorithm": ("centred " if extra.get("centering") else "")
-                          + ("PCD" if extra["persistent"] else "CD") + f"-{extra['k']}"}
+                          "algorithm": _algorithm(extra)}
         write_partial(out, {"config": cfg, "results": {"variants": variants}, "times_s": timer.times})
         if name == first:
             with timer("pictures"):
