@@ -29,7 +29,7 @@ __all__ = ["RBM", "BernoulliRBM", "GaussianBernoulliRBM", "BernoulliMultinomialR
 METRIC_ROWS = 1000
 #: largest number of states for which the per-epoch exact log-likelihood is computed
 EXACT_METRIC_STATES = 2 ** 16
-KNOWN_METRICS = ("reconstruction_error", "pseudo_log_likelihood", "free_energy_gap", "log_likelihood")
+KNOWN_METRICS = ("reconstruction_error", "pseudo_log_likelihood", "free_energy_gap", "log_likelihood", "swap_rate")
 
 
 class RBM(BoltzmannEstimator):
@@ -66,7 +66,9 @@ class RBM(BoltzmannEstimator):
     optimizer : "sgd" (with momentum), "adam", or a callable ``params -> torch.optim.Optimizer``.
     metrics : per-epoch metrics recorded in ``history_``: any of "reconstruction_error",
         "pseudo_log_likelihood", "free_energy_gap" (needs X_val), "log_likelihood" (exact, small
-        models only); "auto" picks what is affordable; None or () records none.
+        models only), "swap_rate" (parallel tempering: ``swap_rate`` and ``swap_rate_min``, the mean
+        and the lowest acceptance over neighbouring temperatures since the last record); "auto" picks
+        what is affordable; None or () records none.
     metrics_every : record metrics every this many epochs (and after the last).
     log_dir : folder for TensorBoard logs of the recorded epochs (scalars, histograms, images).
     checkpoint_path, checkpoint_every : save the whole training state atomically to this file every
@@ -149,6 +151,9 @@ class RBM(BoltzmannEstimator):
         unknown = set(metrics) - set(KNOWN_METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; known: {list(KNOWN_METRICS)}")
+        if "swap_rate" in metrics and self.n_temperatures < 2:
+            raise ValueError(f"the swap_rate metric needs parallel tempering (n_temperatures >= 2), "
+                             f"got n_temperatures={self.n_temperatures}")
 
     def _metric_names(self, X_val) -> tuple[str, ...]:
         m = self.metrics
@@ -164,6 +169,8 @@ class RBM(BoltzmannEstimator):
                 names.append("free_energy_gap")
             if hasattr(self, "model_") and estimate.enumeration_cost(self.model_)[1] <= EXACT_METRIC_STATES:
                 names.append("log_likelihood")
+            if self.n_temperatures > 1:
+                names.append("swap_rate")
             return tuple(names)
         return tuple(m)
 
@@ -255,6 +262,11 @@ class RBM(BoltzmannEstimator):
         if "free_energy_gap" in names and X_val is not None:
             n = min(len(X), len(X_val), METRIC_ROWS)
             values["free_energy_gap"] = estimate.free_energy_gap(m, X[:n], X_val[:n])
+        if "swap_rate" in names:
+            rates = self.trainer_.phase.swap_rates(reset=True)
+            tried = rates[~rates.isnan()]
+            if len(tried):
+                values["swap_rate"], values["swap_rate_min"] = float(tried.mean()), float(tried.min())
         self._append_history(epoch, values)
         if self._logger is not None:
             chains = getattr(self.trainer_.phase, "h", None)

@@ -81,7 +81,9 @@ class ParallelTempering(PersistentContrastiveDivergence):
     p_beta(v, h) ~ exp(-E0(v) - beta E1(v, h)) where E0 is the visible bias energy and
     E1 the rest.  After the k sweeps, neighbours swap states with probability
     min(1, exp((beta_t - beta_{t+1}) (E1(x_t) - E1(x_{t+1})))), even pairs on one update,
-    odd pairs on the next.  Statistics come from the beta = 1 replica.
+    odd pairs on the next.  Statistics come from the beta = 1 replica.  ``swap_rates`` gives the
+    acceptance rate of each neighbouring pair since the last reset (a pair near 0 blocks the flow
+    between the temperatures: add temperatures there).
     """
 
     def __init__(self, n_chains: int, n_temperatures: int, beta_min: float = 0.0) -> None:
@@ -91,7 +93,10 @@ class ParallelTempering(PersistentContrastiveDivergence):
         self.n_temperatures = int(n_temperatures)
         self.betas = torch.linspace(1.0, beta_min, self.n_temperatures, dtype=torch.float64)
         self.parity = 0
-        self.last_swap_rate: Tensor | None = None
+        # accepted and attempted swaps of each neighbouring pair since the last reset (on the chains'
+        # device: counting costs no host synchronisation)
+        self._accepted: Tensor | None = None
+        self._attempted: Tensor | None = None
         self._on_device: Tensor | None = None  # betas in the chains' dtype and device (copied once)
 
     def _device_betas(self, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -127,9 +132,24 @@ class ParallelTempering(PersistentContrastiveDivergence):
             perm[lo + 1] = torch.where(swap, lo[:, None], lo[:, None] + 1)
             idx = perm[:, :, None]
             v, h, a, h_mean = (torch.gather(x, 0, idx.expand_as(x)) for x in (v, h, a, h_mean))
-            self.last_swap_rate = swap.to(dtype).mean()
+            if self._accepted is None:
+                self._accepted = torch.zeros(T - 1, dtype=torch.float64, device=device)
+                self._attempted = torch.zeros(T - 1, dtype=torch.float64, device=device)
+            self._accepted.index_add_(0, lo, swap.sum(1, dtype=torch.float64))
+            self._attempted[lo] += C
         self.h = h.reshape(T * C, -1)
         return GibbsState(v[0], h_mean[0], h[0], a[0])
+
+    def swap_rates(self, reset: bool = False) -> Tensor:
+        """Acceptance rate of the swaps between temperatures t and t + 1, for t = 0 .. T - 2, since
+        the last reset (NaN for a pair not yet tried); ``reset`` starts the counts again."""
+        if self._accepted is None:
+            rates = torch.full((self.n_temperatures - 1,), float("nan"), dtype=torch.float64)
+        else:
+            rates = self._accepted / self._attempted
+        if reset:
+            self._accepted = self._attempted = None
+        return rates
 
     def state_dict(self):
         state = super().state_dict()

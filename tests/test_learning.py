@@ -35,9 +35,29 @@ def test_bars_and_stripes_reaches_minus_four_nats(algo, seed):
 
 def test_parallel_tempering_reaches_minus_four_nats():
     est = hm.RBM(**dict(BASE, momentum=0.5, epochs=400, n_temperatures=6, n_chains=14, random_state=0,
-                        metrics_every=400)).fit(BARS)
+                        metrics=["log_likelihood", "swap_rate"], metrics_every=400)).fit(BARS)
     assert final_ll(est) >= -4.0
-    assert 0 < float(est.trainer_.phase.last_swap_rate) <= 1
+    rate, worst = est.history_["swap_rate"][-1], est.history_["swap_rate_min"][-1]
+    assert 0 < worst <= rate <= 1
+
+
+def test_swap_rates_count_every_neighbouring_pair_and_reset():
+    """Even pairs on one update, odd pairs on the next: after two updates every pair has been tried
+    n_chains times; the history records the mean and the worst pair, and the counts restart."""
+    est = hm.RBM(**dict(BASE, epochs=1, batch_size=4, n_temperatures=5, n_chains=3, random_state=0,
+                        metrics="swap_rate")).fit(BARS[:8])
+    phase = est.trainer_.phase
+    assert phase.swap_rates().isnan().all()  # reset when the epoch was recorded
+    pos = est.model_.start(torch.as_tensor(BARS[:4], dtype=torch.float32), sample_h=True)
+    for _ in range(2):
+        phase.negative(est.model_, pos, 1, sample_v=True, sample_h=True, generator=None)
+    assert phase._attempted.tolist() == [3.0] * 4
+    rates = phase.swap_rates(reset=True)
+    assert rates.shape == (4,) and ((rates >= 0) & (rates <= 1)).all()
+    assert phase.swap_rates().isnan().all()
+    assert set(est.history_) >= {"swap_rate", "swap_rate_min"}
+    with pytest.raises(ValueError, match="swap_rate metric needs parallel tempering"):
+        hm.RBM(**dict(BASE, epochs=1, metrics="swap_rate")).fit(BARS)
 
 
 def test_persistent_chains_learn():
