@@ -165,6 +165,7 @@ def test_train_rbm_passes_the_negative_phase_options():
                l2=0.0, n_chains=13, n_temperatures=3, centering=True)
     rbm = train_rbm(cfg, X, X, 0, True, ("reconstruction_error",))
     assert (rbm.n_chains, rbm.n_temperatures, rbm.centering) == (13, 3, True)
+    assert 0 <= rbm.history_["swap_rate_min"][-1] <= rbm.history_["swap_rate"][-1] <= 1
 
 
 def test_likelihood_variants_are_named_by_their_algorithm():
