@@ -16,17 +16,11 @@ import json
 import torch
 
 from harmonium.experiments import run
+from harmonium.experiments.rbm_mnist_likelihood import decaying_rates
 
 VARIANTS = {"centred-pcd": ("centered_pcd", dict(persistent=True, centering=True)),
             "pcd": ("pcd", dict(persistent=True)),
             "cd": ("cd25", dict(persistent=False))}
-
-
-def schedule(epochs: int, start: float, decay_fraction: float = 0.25) -> list[float]:
-    """``start`` for the first epochs, then linear decay to ``start / 10`` over the last fraction."""
-    decay = max(1, round(epochs * decay_fraction))
-    flat = epochs - decay
-    return [start] * flat + [round(start - 0.9 * start * i / decay, 10) for i in range(1, decay + 1)]
 
 
 def main() -> None:
@@ -47,7 +41,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     name, variant = VARIANTS[args.algorithm]
     k = [1 + round((args.k - 1) * e / max(1, args.epochs - 1)) for e in range(args.epochs)] if args.k_ramp else args.k
-    variant = dict(variant, k=k, learning_rate=schedule(args.epochs, args.lr, args.decay_fraction))
+    variant = dict(variant, k=k, learning_rate=decaying_rates(args.epochs, args.lr,
+                                                         max(1, round(args.epochs * args.decay_fraction))))
     if variant["persistent"]:
         variant["n_chains"] = args.n_chains
     if args.n_temperatures > 1:

@@ -15,6 +15,14 @@ from pathlib import Path
 from ._common import (Timer, data_description, mnist_binarized, pictures, preset, scored_digits,
                       stochastic_binarization, train_rbm, write_partial)
 
+
+def decaying_rates(epochs: int, start: float, decay_epochs: int) -> list[float]:
+    """Per-epoch learning rates: ``start``, then linear decay to ``start / 10`` over the last
+    ``decay_epochs`` epochs."""
+    flat = epochs - decay_epochs
+    return [start] * flat + [round(start - 0.9 * start * i / decay_epochs, 10) for i in range(1, decay_epochs + 1)]
+
+
 # CD-25 (~40-60 s per epoch with one thread on the shared 2-core machine).  The first full run
 # (learning rate 0.05, momentum 0.9, l2 1e-4, 15 epochs) grew weights so large (log Z ~ 1000) that AIS
 # collapsed (ESS 1 of 100) and forward and reverse AIS disagreed by 29 nats; since then the learning
@@ -24,7 +32,7 @@ from ._common import (Timer, data_description, mnist_binarized, pictures, preset
 # chains (one per batch row) with learning rates 10x smaller: with CD-25's rates (third run,
 # docs/RESULTS.md) the chains could not follow the model -- PCD-1 reached only -94.88 nats and the
 # centred model grew weights that AIS could not anneal.  They cost ~1/10 of CD-25 per epoch.
-_LR = [0.01] * 30 + [round(0.01 - (0.01 - 0.001) * i / 20, 5) for i in range(1, 21)]
+_LR = decaying_rates(50, 0.01, 20)
 FULL = dict(n_hidden=500, epochs=50, batch_size=100, learning_rate=_LR, momentum=[0.5] * 5 + [0.9], l2=2e-4,
             variants={"cd25": dict(k=25, persistent=False),
                       "pcd": dict(k=1, persistent=True, n_chains=100, learning_rate=[r / 10 for r in _LR]),
