@@ -98,6 +98,9 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {optimizer!r}")
         if getattr(self, "checkpoint_path", None) is not None and callable(optimizer):
             raise ValueError("checkpoints cannot store a callable optimizer; use 'sgd' or 'adam'")
+        ema = getattr(self, "ema_decay", 0.0)
+        if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
+            raise ValueError(f"ema_decay must be a number in [0, 1), got {ema!r}")
         if self.random_state is not None and not isinstance(self.random_state,
                                                             (numbers.Integral, np.random.RandomState)):
             raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
@@ -206,29 +209,34 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         if self.verbose >= 2 and main:
             from tqdm.auto import tqdm
             bar = tqdm(total=todo, desc="epochs", unit="epoch", disable=None)  # off when not a terminal
-        for i in range(todo):
-            snap = trainer.snapshot()
-            trainer.run_epoch(X)
-            if not trainer.is_finite():
-                trainer.restore(snap)
-                raise DivergenceError(
-                    f"training diverged in epoch {trainer.epoch + 1}: parameters, gradients or chains became "
-                    f"NaN or infinite; the learning rate ({at_epoch(self.learning_rate, trainer.epoch)}) is "
-                    "probably too large for this data. The estimator is back at its state before that epoch"
-                    + (" and the last checkpoint is intact." if self.checkpoint_path else "."))
-            last = trainer.epoch == self.epochs or i == todo - 1 and not self.checkpoint_path
-            if names and (trainer.epoch % self.metrics_every == 0 or last):
-                self._record(trainer.epoch, names, Xm, Xvm)
-            if self.checkpoint_path is not None and (trainer.epoch % self.checkpoint_every == 0 or last):
-                trainer.gather_state()
-                if main:
-                    io.save(self, self.checkpoint_path)
-                if group is not None:
-                    distributed.barrier()  # the file is complete before any rank goes on
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
-                                 if k != "epoch" and v and v[-1] is not None})
+        trainer.use_live()  # training follows the live parameters; metrics, files and the result the average
+        try:
+            for i in range(todo):
+                snap = trainer.snapshot()
+                trainer.run_epoch(X)
+                if not trainer.is_finite():
+                    trainer.restore(snap)
+                    raise DivergenceError(
+                        f"training diverged in epoch {trainer.epoch + 1}: parameters, gradients or chains became "
+                        f"NaN or infinite; the learning rate ({at_epoch(self.learning_rate, trainer.epoch)}) is "
+                        "probably too large for this data. The estimator is back at its state before that epoch"
+                        + (" and the last checkpoint is intact." if self.checkpoint_path else "."))
+                last = trainer.epoch == self.epochs or i == todo - 1 and not self.checkpoint_path
+                with trainer.averaged():
+                    if names and (trainer.epoch % self.metrics_every == 0 or last):
+                        self._record(trainer.epoch, names, Xm, Xvm)
+                    if self.checkpoint_path is not None and (trainer.epoch % self.checkpoint_every == 0 or last):
+                        trainer.gather_state()
+                        if main:
+                            io.save(self, self.checkpoint_path)
+                        if group is not None:
+                            distributed.barrier()  # the file is complete before any rank goes on
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history_.items()
+                                     if k != "epoch" and v and v[-1] is not None})
+        finally:
+            trainer.use_average()
         trainer.gather_state()  # so that ``save`` (on any rank) writes every rank's chains
         if bar is not None:
             bar.close()
@@ -380,6 +388,11 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                     tensors[f"trainer.{key}"] = st[key]
             trainer = {"epoch": st["epoch"], "optimizer_param_groups": opt["param_groups"],
                        "optimizer_state": opt_keys}
+            average = st.get("average")
+            if average is not None:  # the parameters the model does not hold: live or averaged
+                for key, val in average["shadow"].items():
+                    tensors[f"trainer.average.{key}"] = val
+                trainer["average"] = {"updates": average["updates"], "swapped": average["swapped"]}
         rng_device = None
         if hasattr(self, "_rng"):
             tensors["rng"] = self._rng.get_state()
@@ -442,6 +455,20 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
             chains = {k[len("trainer.chains."):]: v.to(est.device) for k, v in tensors.items()
                       if k.startswith("trainer.chains.")}
             est._check_chains(chains, model)
+            average = None
+            if tr.get("average") is not None:
+                shadow = {k[len("trainer.average."):]: v for k, v in tensors.items()
+                          if k.startswith("trainer.average.")}
+                params = dict(est.model_.named_parameters())
+                if set(shadow) != set(params):
+                    raise ValueError(f"the saved parameter average has tensors {sorted(shadow)}, the model "
+                                     f"has {sorted(params)}")
+                for k, v in shadow.items():
+                    if v.shape != params[k].shape or v.dtype != want or not torch.isfinite(v).all():
+                        raise ValueError(f"saved parameter average {k!r} ({tuple(v.shape)}, {v.dtype}) does not "
+                                         f"match the parameter ({tuple(params[k].shape)}, {want}) or is not finite")
+                average = {"updates": int(tr["average"]["updates"]), "swapped": bool(tr["average"]["swapped"]),
+                           "shadow": {k: v.to(est.device) for k, v in shadow.items()}}
             # the optimizer is built when training resumes (loading stays cheap for inference)
             est._trainer_state = {
                 "epoch": int(tr["epoch"]),
@@ -449,6 +476,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 "chains": chains,
                 **{key: tensors[f"trainer.{key}"].to(est.device) if f"trainer.{key}" in tensors else None
                    for key in _TRAINER_TENSORS},
+                "average": average,
             }
         return est
 

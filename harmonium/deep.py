@@ -63,6 +63,7 @@ class DBMTrainingConfig:
     centering_rate: float = 0.01
     sample_data: bool = False
     optimizer: Any = "sgd"
+    ema_decay: float = 0.0
 
 
 class DBMTrainer(TrainerBase):
@@ -162,6 +163,7 @@ class DBMTrainer(TrainerBase):
         if c.centering:  # the model is uncentered: moving the offsets changes nothing but the next gradients
             for mu, mean in zip(self.offsets, means[-m.n_layers:]):
                 mu.lerp_(mean, c.centering_rate)
+        self._update_average()
         return n_mf
 
     def run_epoch(self, X: Tensor) -> None:
@@ -211,6 +213,9 @@ class DBM(BoltzmannEstimator):
         draw from it every time the row is used (and in the first pretraining RBM): for Bernoulli
         units and grey levels in [0, 1] this is the dynamic binarisation of Salakhutdinov & Hinton's
         DBM code.  Metrics and ``X_val`` see the rows themselves.
+    ema_decay : an exponential moving average of the parameters over the joint training's updates
+        (as for ``RBM``): the fitted model, metrics and checkpoints are the average, training follows
+        the live values.  0 turns it off.
     metrics : "auto" (reconstruction error; exact log-likelihood for tiny models), None, or a list of
         "reconstruction_error", "log_likelihood".
     log_dir : TensorBoard logs of joint training (metrics, parameter and update histograms, each
@@ -225,7 +230,7 @@ class DBM(BoltzmannEstimator):
                  mf_damping: float = 0.0, l2: float = 2e-4, max_norm: float | None = None,
                  sparsity_target: Any = None, sparsity_cost: Any = 0.0, sparsity_damping: float = 0.9,
                  pretrain: Any = True, pretrain_params: Any = None, particles_from_data: bool = True,
-                 centering: bool = False, sample_data: bool = False,
+                 centering: bool = False, sample_data: bool = False, ema_decay: float = 0.0,
                  W_init: float = 0.01, optimizer: Any = "sgd", metrics: Any = "auto", metrics_every: int = 1,
                  log_dir: str | None = None, checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
                  random_state: int | None = None, dtype: str = "float32", device: str = "cpu",
@@ -252,6 +257,7 @@ class DBM(BoltzmannEstimator):
         self.particles_from_data = particles_from_data
         self.centering = centering
         self.sample_data = sample_data
+        self.ema_decay = ema_decay
         self.W_init = W_init
         self.optimizer = optimizer
         self.metrics = metrics
@@ -317,7 +323,8 @@ class DBM(BoltzmannEstimator):
             sparsity_target=None if all(t is None for t in targets) else targets,
             sparsity_cost=[float(c) for c in _per_layer(self.sparsity_cost, L, "sparsity_cost")],
             sparsity_damping=float(self.sparsity_damping), particles_from_data=self.particles_from_data,
-            centering=bool(self.centering), sample_data=bool(self.sample_data), optimizer=self.optimizer)
+            centering=bool(self.centering), sample_data=bool(self.sample_data), optimizer=self.optimizer,
+            ema_decay=float(self.ema_decay))
 
     # ------------------------------------------------------------------ construction
     def _layers(self, n_visible: int) -> list:

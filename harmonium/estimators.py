@@ -58,6 +58,13 @@ class RBM(BoltzmannEstimator):
     sample_data : treat each training row as the mean of the visible units and train on a fresh
         draw from it every time the row is used (for Bernoulli units and grey levels in [0, 1]:
         dynamic binarisation).  Metrics and ``X_val`` see the rows themselves.
+    ema_decay : keep an exponential moving average of the parameters, updated after every update as
+        a <- d_t a + (1 - d_t) theta with d_t = min(ema_decay, (1 + t) / (10 + t)) (Polyak averaging of
+        the stochastic-approximation iterates; for a centred RBM the average of the natural
+        parameters).  Training follows the live parameters; the recorded metrics, checkpoints and
+        the fitted model are the average, and the live values are kept in the model file's training
+        state so that training resumes exactly.  0 turns it off.  0.999 averages over the last
+        ~1,000 updates.
     W_init : std of the Gaussian initial weights, an array (n_visible, n_hidden), or a fitted RBM
         whose parameters are copied.
     vb_init : visible biases: None for the unit type's choice from data means (logit of the
@@ -87,7 +94,7 @@ class RBM(BoltzmannEstimator):
                  l2: float = 1e-4, dropout: float | None = None, sparsity_target: float | None = None,
                  sparsity_cost: float = 0.0, sparsity_damping: float = 0.9, max_norm: float | None = None,
                  centering: bool = False, sample_v_states: bool = False, sample_h_states: bool = True,
-                 sample_data: bool = False,
+                 sample_data: bool = False, ema_decay: float = 0.0,
                  W_init: Any = 0.01, vb_init: Any = None, hb_init: Any = 0.0, optimizer: Any = "sgd",
                  metrics: Any = "auto", metrics_every: int = 1, log_dir: str | None = None,
                  checkpoint_path: str | None = None, checkpoint_every: int = 1, warm_start: bool = False,
@@ -114,6 +121,7 @@ class RBM(BoltzmannEstimator):
         self.sample_v_states = sample_v_states
         self.sample_h_states = sample_h_states
         self.sample_data = sample_data
+        self.ema_decay = ema_decay
         self.W_init = W_init
         self.vb_init = vb_init
         self.hb_init = hb_init
@@ -216,7 +224,8 @@ class RBM(BoltzmannEstimator):
             l2=float(self.l2), dropout=self.dropout, sparsity_target=self.sparsity_target,
             sparsity_cost=float(self.sparsity_cost), sparsity_damping=float(self.sparsity_damping),
             max_norm=self.max_norm, centering=self.centering, sample_v_states=self.sample_v_states,
-            sample_h_states=self.sample_h_states, sample_data=bool(self.sample_data), optimizer=self.optimizer)
+            sample_h_states=self.sample_h_states, sample_data=bool(self.sample_data), optimizer=self.optimizer,
+            ema_decay=float(self.ema_decay))
 
     # ------------------------------------------------------------------ fitting
     def partial_fit(self, X, y=None) -> "RBM":

@@ -7,7 +7,8 @@ One update on a batch v+ of data:
 3. ``RBMModel.write_gradient`` sets ``.grad`` to <dE/dtheta>_data - <dE/dtheta>_model,
 4. regularisers add to ``.grad``: L2 on W, the sparsity penalty,
 5. ``optimizer.step()`` (plain SGD with momentum by default, any torch optimizer allowed),
-6. max-norm on the incoming weights of each hidden unit, centering offsets.
+6. max-norm on the incoming weights of each hidden unit, centering offsets,
+7. with ``ema_decay``, the moving average of the parameters (``ParameterAverage``).
 
 Nothing in an update reads a value back to the host: metrics are computed once per epoch.
 Under a ``torch.distributed`` process group each rank runs this on its share of every batch and
@@ -17,7 +18,8 @@ one all-reduce between steps 4 and 5 makes the global estimate (see ``harmonium.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +30,8 @@ from . import distributed
 from .rbm import RBMModel
 from .sampling import ContrastiveDivergence, make_negative_phase
 
-__all__ = ["TrainingConfig", "TrainerBase", "Trainer", "MomentumSGD", "DivergenceError", "at_epoch",
-           "make_optimizer", "batches"]
+__all__ = ["TrainingConfig", "TrainerBase", "Trainer", "MomentumSGD", "ParameterAverage", "DivergenceError",
+           "at_epoch", "make_optimizer", "batches"]
 
 Schedule = float | int | Sequence[float] | Sequence[int]
 
@@ -112,6 +114,60 @@ class TrainingConfig:
     sample_h_states: bool = True
     sample_data: bool = False
     optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd"
+    ema_decay: float = 0.0
+
+
+class ParameterAverage:
+    """An exponential moving average of a model's parameters (Polyak averaging of the stochastic
+    approximation iterates; Swersky et al. 2010 recommend it for PCD and parallel tempering).
+
+    After update t:  avg <- d_t avg + (1 - d_t) theta,  d_t = min(decay, (1 + t) / (10 + t))
+    (the warm-up keeps the starting point from dominating).  The average lives in ``shadow``, a copy
+    of the model: a centred RBM's shadow has its offsets moved with the model's (``set_offsets``
+    shifts its biases by its own weights), so that the average is the average of the natural
+    parameters, the ones that define the distribution.  ``swap`` exchanges the values of the
+    model's and the shadow's parameters in place; ``swapped`` says whether the model now holds the
+    average (training always runs on the live values)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.shadow = copy.deepcopy(model).requires_grad_(False)
+        for p in self.shadow.parameters():
+            p.grad = None
+        self.decay = decay
+        self.updates = 0
+        self.swapped = False
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in model.parameters()], 1.0 - d)
+        self.updates += 1
+
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        for p, a in zip(model.parameters(), self.shadow.parameters()):
+            tmp = p.detach().clone()
+            p.copy_(a)
+            a.copy_(tmp)
+        self.swapped = not self.swapped
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "swapped": self.swapped,
+                "shadow": {k: v.detach().clone() for k, v in self.shadow.named_parameters()}}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        params = dict(self.shadow.named_parameters())
+        saved = state["shadow"]
+        if set(saved) != set(params):
+            raise ValueError(f"saved parameter average has tensors {sorted(saved)}, the model has {sorted(params)}")
+        for k, p in params.items():
+            if tuple(saved[k].shape) != tuple(p.shape):
+                raise ValueError(f"saved parameter average {k!r} has shape {tuple(saved[k].shape)}, "
+                                 f"the parameter has {tuple(p.shape)}")
+            p.copy_(saved[k])
+        self.updates = int(state["updates"])
+        self.swapped = bool(state["swapped"])
 
 
 def make_optimizer(spec: str | Callable, params: list, learning_rate: Schedule, momentum: Schedule):
@@ -161,6 +217,8 @@ class TrainerBase:
         self.group = distributed.current()
         self._sampler = None if self.group is None else torch.Generator(device=generator.device)
         self._gathered_chains: dict[str, Tensor] | None = None
+        decay = float(getattr(config, "ema_decay", 0.0))
+        self.average = ParameterAverage(model, decay) if decay else None
 
     @property
     def sampler(self) -> torch.Generator:
@@ -213,6 +271,41 @@ class TrainerBase:
         else:
             self.optimizer.step()
 
+    # -- the parameter average --------------------------------------------------------------
+    def use_live(self) -> None:
+        """Before training: the model holds the live parameters again, and the average follows the
+        configuration (``ema_decay`` 0 drops it; a new one starts from the current parameters)."""
+        a, decay = self.average, float(getattr(self.config, "ema_decay", 0.0))
+        if a is not None and a.swapped:
+            a.swap(self.model)
+        if not decay:
+            self.average = None
+        elif a is None:
+            self.average = ParameterAverage(self.model, decay)
+        else:
+            a.decay = decay
+
+    def use_average(self) -> None:
+        """After training: the model holds the averaged parameters (the live ones wait in the shadow)."""
+        if self.average is not None and not self.average.swapped:
+            self.average.swap(self.model)
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """The model holds the averaged parameters inside the block (for metrics and checkpoints)."""
+        swap = self.average is not None and not self.average.swapped
+        if swap:
+            self.average.swap(self.model)
+        try:
+            yield
+        finally:
+            if swap:
+                self.average.swap(self.model)
+
+    def _update_average(self) -> None:
+        if self.average is not None:
+            self.average.update(self.model)
+
     def _chains(self) -> dict[str, Tensor]:
         return {}
 
@@ -248,6 +341,8 @@ class TrainerBase:
                                  "chains": self._chains()}
         if self.hidden_activity is not None:
             state["hidden_activity"] = self.hidden_activity
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
         return state
 
     def _load_local_state(self, state: dict[str, Any]) -> None:
@@ -255,6 +350,13 @@ class TrainerBase:
         self.optimizer.load_state_dict(state["optimizer"])
         self._load_chains(state.get("chains", {}))
         self.hidden_activity = state.get("hidden_activity")
+        saved = state.get("average")
+        if saved is None:
+            self.average = None
+        else:
+            if self.average is None:
+                self.average = ParameterAverage(self.model, float(getattr(self.config, "ema_decay", 0.0)))
+            self.average.load_state_dict(saved)
 
     def gather_state(self) -> None:
         """Collect every rank's chains for ``state_dict`` (a collective: all ranks call it)."""
@@ -358,6 +460,9 @@ class Trainer(TrainerBase):
             mu = torch.lerp(m.visible_offset, means[-2], r)
             lam = torch.lerp(m.hidden_offset, means[-1], r)
             m.set_offsets(mu, lam)
+            if self.average is not None:
+                self.average.shadow.set_offsets(mu, lam)
+        self._update_average()
 
     def run_epoch(self, X: Tensor) -> None:
         """One pass over X (on the model's device) in shuffled batches."""

@@ -8,7 +8,8 @@ chains, parallel tempering or a CD-k whose k grows:
 The learning rate: ``lr`` for the first epochs, then linear decay to a tenth of it over the last
 ``decay-fraction`` of them (default 1/4).  The preset's centred PCD-1 is
 ``--epochs 50 --lr 0.001 --decay-fraction 0.4``; its CD-25 ``--algorithm cd --k 25 --lr 0.01
---decay-fraction 0.4``.  ``--k-ramp``: k grows linearly from 1 to ``k`` over the epochs.
+--decay-fraction 0.4``.  ``--k-ramp``: k grows linearly from 1 to ``k`` over the epochs.  ``--ema-decay D``: the scored
+model is the moving average of the parameters (``RBM(ema_decay=D)``).
 """
 import argparse
 import json
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--k-ramp", action="store_true")
     ap.add_argument("--n-chains", type=int, default=100)
     ap.add_argument("--n-temperatures", type=int, default=1)
+    ap.add_argument("--ema-decay", type=float, default=0.0,
+                    help="average the parameters over the updates (RBM ema_decay; 0: off)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the quick preset's model and AIS (a smoke test)")
@@ -47,6 +50,8 @@ def main() -> None:
         variant["n_chains"] = args.n_chains
     if args.n_temperatures > 1:
         variant["n_temperatures"] = args.n_temperatures
+    if args.ema_decay:
+        variant["ema_decay"] = args.ema_decay
     res = run("rbm-mnist-likelihood", args.out, quick=args.quick, seed=args.seed, only=(name,),
               config={"binarization": "stochastic", "epochs": args.epochs, "variants": {name: variant}})
     v = res["results"]["variants"][name]

@@ -26,6 +26,8 @@ SCENARIOS = {
     "cd3_sparse_centered_maxnorm": dict(DETERMINISTIC, dtype="float64", k=3, sparsity_target=0.1,
                                         sparsity_cost=0.5, centering=True, max_norm=0.5),
     "pcd": dict(DETERMINISTIC, dtype="float64", persistent=True, n_chains=5),
+    "pcd_centered_averaged": dict(DETERMINISTIC, dtype="float64", persistent=True, n_chains=5, centering=True,
+                                  ema_decay=0.8),
     "adam": dict(DETERMINISTIC, dtype="float64", optimizer="adam", learning_rate=0.03),
     "gaussian_learn_sigma": dict(DETERMINISTIC, dtype="float64",
                                  visible={"name": "gaussian", "learn_sigma": True}),

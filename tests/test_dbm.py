@@ -203,10 +203,11 @@ def test_centering_rejects_gaussian_layers():
         hm.DBM(centering="yes").fit(BARS)
 
 
-@pytest.mark.parametrize("centering", [False, True])
-def test_dbm_save_load_resume_bit_identical(tmp_path, centering):
+@pytest.mark.parametrize("extra", [dict(), dict(centering=True), dict(centering=True, ema_decay=0.8)],
+                         ids=["plain", "centering", "centering-ema"])
+def test_dbm_save_load_resume_bit_identical(tmp_path, extra):
     kw = dict(n_hidden=(5, 3), batch_size=7, n_particles=11, pretrain_params={"epochs": 2}, random_state=2,
-              metrics=None, centering=centering)
+              metrics=None, **extra)
     straight = hm.DBM(epochs=4, **kw).fit(BARS)
     first = hm.DBM(epochs=2, **kw).fit(BARS)
     first.save(tmp_path / "d.safetensors")

@@ -162,9 +162,9 @@ def test_train_rbm_passes_the_negative_phase_options():
 
     X = (np.random.default_rng(5).random((11, 7)) > 0.5).astype(np.float32)
     cfg = dict(n_hidden=5, learning_rate=0.01, momentum=0.5, epochs=1, batch_size=11, k=1, persistent=True,
-               l2=0.0, n_chains=13, n_temperatures=3, centering=True)
+               l2=0.0, n_chains=13, n_temperatures=3, centering=True, ema_decay=0.99)
     rbm = train_rbm(cfg, X, X, 0, True, ("reconstruction_error",))
-    assert (rbm.n_chains, rbm.n_temperatures, rbm.centering) == (13, 3, True)
+    assert (rbm.n_chains, rbm.n_temperatures, rbm.centering, rbm.ema_decay) == (13, 3, True, 0.99)
     assert 0 <= rbm.history_["swap_rate_min"][-1] <= rbm.history_["swap_rate"][-1] <= 1
 
 
@@ -174,6 +174,7 @@ def test_likelihood_variants_are_named_by_their_algorithm():
     assert [_algorithm(v) for v in FULL["variants"].values()] == ["CD-25", "PCD-1", "centred PCD-1"]
     assert _algorithm(dict(k=[1, 13, 25], persistent=False)) == "CD-1..25"
     assert _algorithm(dict(k=1, persistent=True, centering=True, n_temperatures=7)) == "centred PT-1 (7 temperatures)"
+    assert _algorithm(dict(k=1, persistent=True, centering=True, ema_decay=0.999)) == "centred PCD-1, averaged (0.999)"
 
 
 def test_config_replaces_preset_entries_and_unknown_keys_are_refused(tmp_path, capsys):

@@ -42,8 +42,9 @@ def test_round_trip_each_unit_type(case, tmp_path, dtype):
 
 @pytest.mark.parametrize("algo", [dict(), dict(persistent=True, n_chains=7),
                                   dict(n_temperatures=3, n_chains=5), dict(optimizer="adam", centering=True,
-                                                                            sparsity_target=0.1, sparsity_cost=0.1)],
-                         ids=["cd", "pcd", "tempering", "adam-centered-sparse"])
+                                                                            sparsity_target=0.1, sparsity_cost=0.1),
+                                  dict(persistent=True, centering=True, ema_decay=0.9)],
+                         ids=["cd", "pcd", "tempering", "adam-centered-sparse", "pcd-centered-ema"])
 def test_resume_is_bit_identical(algo, tmp_path):
     kw = dict(n_hidden=N_HIDDEN, random_state=3, batch_size=4, sample_v_states=True, **algo)
     straight = hm.RBM(epochs=4, **kw).fit(X)
@@ -190,4 +191,24 @@ def test_random_stream_saved_on_another_kind_of_device_is_reseeded_reproducibly(
     np.testing.assert_array_equal(a.components_, b.components_)
     save_file(tensors, tmp_path / "bad.safetensors", metadata=meta)  # 16 bytes said to be a CPU state
     with pytest.raises(ValueError, match="invalid random generator state"):
+        hm.load(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("kind", ["shape", "nan", "missing"])
+def test_a_corrupt_parameter_average_is_refused(kind, tmp_path):
+    src = hm.RBM(n_hidden=3, epochs=1, random_state=0, ema_decay=0.9, centering=True).fit(X).save(
+        tmp_path / "ema.safetensors")
+    from safetensors import safe_open
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert "trainer.average.W" in tensors
+    if kind == "shape":
+        tensors["trainer.average.W"] = torch.zeros(N_VISIBLE, 3)
+    elif kind == "nan":
+        tensors["trainer.average.W"] = torch.full_like(tensors["trainer.average.W"], float("nan"))
+    else:
+        del tensors["trainer.average.hidden.bias"]
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="parameter average"):
         hm.load(tmp_path / "bad.safetensors")

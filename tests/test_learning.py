@@ -229,3 +229,123 @@ def test_sample_data_trains_on_fresh_draws_with_the_rows_as_means(model, dtype, 
 def test_sample_data_must_be_a_bool(cls):
     with pytest.raises(ValueError, match="sample_data must be True or False"):
         cls(sample_data="yes").fit(BARS)
+
+
+# -- ema_decay: the moving average of the parameters --------------------------------------------
+
+def _natural(m):
+    """(W, visible, hidden) natural parameters of a Bernoulli RBM (offsets folded into the biases)."""
+    W, bv, bh = m.W.detach(), m.visible.bias.detach(), m.hidden.bias.detach()
+    if m.visible_offset is not None:
+        bv, bh = bv - W @ m.hidden_offset, bh - W.T @ m.visible_offset
+    return [W.clone(), bv.clone(), bh.clone()]
+
+
+def test_average_of_a_centred_rbm_is_the_average_of_its_natural_parameters(dtype):
+    from harmonium.learning import ParameterAverage
+    from conftest import make_model
+
+    m = make_model(dtype=dtype, centered=True, seed=1)
+    avg = ParameterAverage(m, decay=0.7)
+    want = _natural(m)
+    g = torch.Generator().manual_seed(5)
+    for t in range(6):  # live parameters and offsets both move at every update
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype) * 0.3)
+        mu, lam = (torch.rand(n, generator=g, dtype=torch.float64).to(dtype) for n in (N_VISIBLE, N_HIDDEN))
+        m.set_offsets(mu, lam)
+        avg.shadow.set_offsets(mu, lam)
+        avg.update(m)
+        d = min(0.7, (1 + t) / (10 + t))
+        want = [d * a + (1 - d) * b for a, b in zip(want, _natural(m))]
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, ref in zip(_natural(avg.shadow), want):
+        torch.testing.assert_close(got, ref, **tol)
+
+
+EMA_X = np.tile(bars_and_stripes(3), (2, 1))[:18]  # 9 visible units, 18 rows
+EMA_KW = dict(n_hidden=N_HIDDEN, batch_size=4, persistent=True, n_chains=7, centering=True, learning_rate=0.1,
+              random_state=4, metrics=("reconstruction_error",))
+
+
+def test_an_average_without_memory_changes_nothing(dtype):
+    """With ema_decay so small that 1 - d rounds to 1, the average is the live value: the same bits."""
+    kw = dict(EMA_KW, epochs=3, dtype=str(dtype)[6:])
+    plain = hm.RBM(**kw).fit(EMA_X)
+    ema = hm.RBM(ema_decay=1e-17, **kw).fit(EMA_X)
+    for k, v in plain.model_.state_dict().items():
+        assert torch.equal(v, ema.model_.state_dict()[k]), k
+    assert ema.history_ == plain.history_
+
+
+@pytest.mark.parametrize("cls", ["rbm", "dbm"])
+def test_training_follows_the_live_parameters_and_the_fit_is_their_average(cls):
+    if cls == "rbm":
+        make = lambda **kw: hm.RBM(epochs=3, **EMA_KW, **kw)  # noqa: E731
+    else:
+        make = lambda **kw: hm.DBM(n_hidden=(5, 3), batch_size=4, n_particles=7, pretrain_params={"epochs": 1},  # noqa: E731
+                                   learning_rate=0.05, epochs=3, random_state=2, metrics=None, **kw)
+    plain, ema = make().fit(EMA_X), make(ema_decay=0.9).fit(EMA_X)
+    a = ema.trainer_.average
+    assert a.swapped and a.updates == 3 * 5  # 18 rows in batches of 4: 5 updates per epoch
+    live = dict(a.shadow.named_parameters())
+    for k, p in plain.model_.named_parameters():
+        assert torch.equal(live[k], p), k  # the live iterate is the unaveraged run's, bit for bit
+        q = dict(ema.model_.named_parameters())[k]
+        assert torch.isfinite(q).all() and not torch.equal(q, p), k  # the fitted model is the average
+
+
+def test_the_average_is_resumed_exactly_from_checkpoints_and_model_files(tmp_path):
+    kw = dict(EMA_KW, ema_decay=0.8)
+    straight = hm.RBM(epochs=4, **kw).fit(EMA_X)
+    path = tmp_path / "ck.safetensors"
+    hm.RBM(epochs=2, checkpoint_path=path, **kw).fit(EMA_X)  # "killed" after two epochs
+    resumed = hm.RBM(epochs=4, checkpoint_path=path, **kw).fit(EMA_X)
+    again = hm.load(path)  # the final checkpoint, loaded and trained on from a model file
+    for est in (resumed, again):
+        for k, v in straight.model_.state_dict().items():
+            assert torch.equal(v, est.model_.state_dict()[k]), k
+    assert resumed.history_ == straight.history_
+    longer = hm.RBM(epochs=5, **kw).fit(EMA_X)
+    again.set_params(epochs=5, warm_start=True, checkpoint_path=None).fit(EMA_X)
+    for k, v in longer.model_.state_dict().items():
+        assert torch.equal(v, again.model_.state_dict()[k]), k
+
+
+def test_turning_the_average_off_goes_back_to_the_live_parameters():
+    kw = dict(EMA_KW, epochs=2)
+    est = hm.RBM(ema_decay=0.9, **kw).fit(EMA_X).set_params(ema_decay=0.0, epochs=3, warm_start=True).fit(EMA_X)
+    plain = hm.RBM(**dict(kw, epochs=3)).fit(EMA_X)
+    assert est.trainer_.average is None
+    for k, v in plain.model_.state_dict().items():
+        assert torch.equal(v, est.model_.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, True, "0.9", float("nan")])
+def test_ema_decay_must_be_in_the_unit_interval(bad):
+    for est in (hm.RBM(n_hidden=3, epochs=1, ema_decay=bad), hm.DBM(n_hidden=(3, 2), epochs=1, ema_decay=bad)):
+        with pytest.raises(ValueError, match="ema_decay must be"):
+            est.fit(EMA_X)
+
+
+def test_a_centred_fit_returns_the_average_of_the_live_natural_parameters(monkeypatch):
+    from harmonium import learning
+
+    seen = []
+    step = learning.Trainer.step
+
+    def recording_step(self, *a, **kw):
+        step(self, *a, **kw)
+        seen.append(_natural(self.model))
+
+    monkeypatch.setattr(learning.Trainer, "step", recording_step)
+    kw = dict(EMA_KW, dtype="float64", ema_decay=0.6)
+    want = _natural(hm.RBM(epochs=0, **kw).fit(EMA_X).model_)  # the average starts where training does
+    est = hm.RBM(epochs=2, **kw).fit(EMA_X)
+    assert len(seen) == 10
+    for t, nat in enumerate(seen):
+        d = min(0.6, (1 + t) / (10 + t))
+        want = [d * a + (1 - d) * b for a, b in zip(want, nat)]
+    for got, ref in zip(_natural(est.model_), want):
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)

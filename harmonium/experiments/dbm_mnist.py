@@ -157,6 +157,6 @@ def _train(cfg: dict, X_tr, X_val, seed: int, quick: bool, timer: Timer):
                   pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
                                    "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
                   metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
-                  device=cfg["device"])
+                  device=cfg["device"], ema_decay=cfg.get("ema_decay", 0.0))
         dbm.fit(X_tr, X_val=X_val)
     return dbm
