@@ -45,7 +45,7 @@ FULL = dict(n_hidden=(512, 1024), pretrain_epochs=20, pretrain_lr=0.01, epochs=3
             ft_batch_size=128, ft_dropout=0.5, ft_input_dropout=0.2, ft_refit=True,
             few_labels=(60000, 10000, 1000, 100), few_label_repeats={1000: 10, 100: 10},
             centering=True, dbm_file=None, decay_epochs=30, final_learning_rate=1e-5, ft_grey_levels=True,
-            binarization="threshold")
+            binarization="threshold", ema_decay=0.0)
 QUICK = dict(FULL, n_hidden=(32, 16), pretrain_epochs=2, epochs=2, n_particles=20, ais_runs=20, betas=500,
              betas_check=1000, elbo_rows=500, is_draws=2000, decay_epochs=2, ft_epochs=3, ft_patience=2,
              ft_min_updates=100, few_labels=(1000, 100), few_label_repeats=1)
@@ -157,6 +157,6 @@ def _train(cfg: dict, X_tr, X_val, seed: int, quick: bool, timer: Timer):
                   pretrain_params={"epochs": cfg["pretrain_epochs"], "learning_rate": cfg["pretrain_lr"],
                                    "batch_size": cfg["batch_size"], "momentum": [0.5] * 5 + [0.9]},
                   metrics=("reconstruction_error",), random_state=seed, verbose=0 if quick else 1,
-                  device=cfg["device"], ema_decay=cfg.get("ema_decay", 0.0))
+                  device=cfg["device"], ema_decay=cfg["ema_decay"])
         dbm.fit(X_tr, X_val=X_val)
     return dbm
