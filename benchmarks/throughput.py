@@ -6,7 +6,8 @@ For each configuration it measures, in this process and interleaved over several
 (medians reported; the ratios are the medians of each round's ratio):
   * the limit: the same matrix products a training update needs (CD-k: 2k + 3 products;
     PCD-k: the same; tempering: the products of all replicas), as bare torch calls;
-  * harmonium's ``fit`` throughput (samples per second) on binary data;
+  * harmonium's ``fit`` throughput (samples per second) on binary data ("PCD-AVG": PCD with the
+    parameters averaged, ``ema_decay=0.999``: what the moving average costs per update);
   * for CD and PCD, a hand-written bare-torch CD-k loop with the sampling and update included
     ("by hand", as a fraction of the limit): what sampling costs without any library around it;
   * the same for a DBM's joint training step (mean field, particles, gradient);
@@ -106,8 +107,8 @@ def harmonium_rate(n_hidden: int, batch: int, k: int, algo: str, dtype: str, n_r
     X = (torch.rand(n_rows, N_VISIBLE, generator=g, device=DEVICE) < 0.2).to(getattr(torch, dtype))
     kw = dict(n_hidden=n_hidden, batch_size=batch, k=k, metrics=None, random_state=0, dtype=dtype, vb_init=0.0,
               device=str(DEVICE))
-    if algo == "pcd":
-        kw.update(persistent=True)
+    if algo in ("pcd", "pcd-avg"):
+        kw.update(persistent=True, ema_decay=0.999 if algo == "pcd-avg" else 0.0)
     elif algo == "pt":
         kw.update(n_temperatures=4, n_chains=batch)
     est = hm.RBM(epochs=1, **kw).fit(X[: batch * 3])  # warm-up: allocations, first-call costs
@@ -190,7 +191,8 @@ def main() -> None:
     on_cpu = DEVICE.type == "cpu"
     configs = [  # (algo, k, n_hidden, batch, dtype)
         ("cd", 1, 1024, 100, "float32"), ("cd", 1, 1024, 10, "float32"), ("cd", 1, 1024, 1000, "float32"),
-        ("cd", 1, 500, 100, "float32"), ("pcd", 1, 1024, 100, "float32"), ("cd", 10, 500, 100, "float32"),
+        ("cd", 1, 500, 100, "float32"), ("pcd", 1, 1024, 100, "float32"), ("pcd-avg", 1, 1024, 100, "float32"),
+        ("cd", 10, 500, 100, "float32"),
         ("pt", 1, 500, 100, "float32"), ("cd", 1, 1024, 100, "float64"),
     ]
     if not on_cpu:
