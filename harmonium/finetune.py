@@ -32,7 +32,7 @@ from .base import _DTYPES, BoltzmannEstimator
 from .dbm import DBMModel
 from .deep import DBM, DBN
 from .estimators import RBM
-from .learning import DivergenceError
+from .learning import DivergenceError, ParameterAverage
 from .units import Bernoulli, Units
 
 __all__ = ["FineTunedClassifier", "FineTuneNetwork", "UnitsLayer"]
@@ -52,29 +52,6 @@ def _frozen(module: nn.Module) -> nn.Module:
         p.grad = None
         p.requires_grad_(False)
     return m
-
-
-class _Average:
-    """An exponential moving average of a network's trainable parameters (see ``ema_decay``), with
-    ``swap`` exchanging the average and the live values in place."""
-
-    def __init__(self, net: nn.Module, decay: float) -> None:
-        self.params = [p for p in net.parameters() if p.requires_grad]
-        self.avg = [p.detach().clone() for p in self.params]
-        self.decay, self.t = decay, 0
-
-    @torch.no_grad()
-    def update(self) -> None:
-        d = min(self.decay, (1 + self.t) / (10 + self.t))
-        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - d)
-        self.t += 1
-
-    @torch.no_grad()
-    def swap(self) -> None:
-        for p, a in zip(self.params, self.avg):
-            tmp = p.detach().clone()
-            p.copy_(a)
-            a.copy_(tmp)
 
 
 def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
@@ -629,7 +606,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         if val is not None and self.lr_patience is not None:
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
                                                                  patience=int(self.lr_patience))
-        ema = _Average(net, float(self.ema_decay)) if self.ema_decay > 0 else None
+        ema = ParameterAverage(net, float(self.ema_decay)) if self.ema_decay > 0 else None
         base_lr = [pg["lr"] for pg in opt.param_groups]
         ref = max(range(len(base_lr)), key=base_lr.__getitem__)  # a group whose factor can be read
         last_epoch = self.epochs if schedule is None else len(schedule)

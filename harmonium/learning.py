@@ -118,8 +118,9 @@ class TrainingConfig:
 
 
 class ParameterAverage:
-    """An exponential moving average of a model's parameters (Polyak averaging of the stochastic
-    approximation iterates; Swersky et al. 2010 recommend it for PCD and parallel tempering).
+    """An exponential moving average of a model's trainable parameters (Polyak averaging of the
+    stochastic-approximation iterates; Swersky et al. 2010 recommend it for PCD and parallel
+    tempering; ``finetune`` uses it too).
 
     After update t:  avg <- d_t avg + (1 - d_t) theta,  d_t = min(decay, (1 + t) / (10 + t))
     (the warm-up keeps the starting point from dominating).  The average lives in ``shadow``, a copy
@@ -131,6 +132,10 @@ class ParameterAverage:
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.shadow = copy.deepcopy(model).requires_grad_(False)
+        shadow = dict(self.shadow.named_parameters())
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self._live = [p for p in model.parameters() if p.requires_grad]
+        self._avg = [shadow[n] for n in self.names]
         for p in self.shadow.parameters():
             p.grad = None
         self.decay = decay
@@ -138,34 +143,28 @@ class ParameterAverage:
         self.swapped = False
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self) -> None:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in model.parameters()], 1.0 - d)
+        torch._foreach_lerp_(self._avg, self._live, 1.0 - d)
         self.updates += 1
 
     @torch.no_grad()
-    def swap(self, model: torch.nn.Module) -> None:
-        for p, a in zip(model.parameters(), self.shadow.parameters()):
-            tmp = p.detach().clone()
+    def swap(self) -> None:
+        for p, a in zip(self._live, self._avg):
+            tmp = p.clone()
             p.copy_(a)
             a.copy_(tmp)
         self.swapped = not self.swapped
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "swapped": self.swapped,
-                "shadow": {k: v.detach().clone() for k, v in self.shadow.named_parameters()}}
+                "shadow": {n: a.clone() for n, a in zip(self.names, self._avg)}}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        params = dict(self.shadow.named_parameters())
-        saved = state["shadow"]
-        if set(saved) != set(params):
-            raise ValueError(f"saved parameter average has tensors {sorted(saved)}, the model has {sorted(params)}")
-        for k, p in params.items():
-            if tuple(saved[k].shape) != tuple(p.shape):
-                raise ValueError(f"saved parameter average {k!r} has shape {tuple(saved[k].shape)}, "
-                                 f"the parameter has {tuple(p.shape)}")
-            p.copy_(saved[k])
+        """Adopt a saved state (model files are checked when they are read, in ``base``)."""
+        for n, a in zip(self.names, self._avg):
+            a.copy_(state["shadow"][n])
         self.updates = int(state["updates"])
         self.swapped = bool(state["swapped"])
 
@@ -277,7 +276,7 @@ class TrainerBase:
         configuration (``ema_decay`` 0 drops it; a new one starts from the current parameters)."""
         a, decay = self.average, float(getattr(self.config, "ema_decay", 0.0))
         if a is not None and a.swapped:
-            a.swap(self.model)
+            a.swap()
         if not decay:
             self.average = None
         elif a is None:
@@ -288,23 +287,23 @@ class TrainerBase:
     def use_average(self) -> None:
         """After training: the model holds the averaged parameters (the live ones wait in the shadow)."""
         if self.average is not None and not self.average.swapped:
-            self.average.swap(self.model)
+            self.average.swap()
 
     @contextmanager
     def averaged(self) -> Iterator[None]:
         """The model holds the averaged parameters inside the block (for metrics and checkpoints)."""
         swap = self.average is not None and not self.average.swapped
         if swap:
-            self.average.swap(self.model)
+            self.average.swap()
         try:
             yield
         finally:
             if swap:
-                self.average.swap(self.model)
+                self.average.swap()
 
     def _update_average(self) -> None:
         if self.average is not None:
-            self.average.update(self.model)
+            self.average.update()
 
     def _chains(self) -> dict[str, Tensor]:
         return {}

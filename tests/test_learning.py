@@ -256,7 +256,7 @@ def test_average_of_a_centred_rbm_is_the_average_of_its_natural_parameters(dtype
         mu, lam = (torch.rand(n, generator=g, dtype=torch.float64).to(dtype) for n in (N_VISIBLE, N_HIDDEN))
         m.set_offsets(mu, lam)
         avg.shadow.set_offsets(mu, lam)
-        avg.update(m)
+        avg.update()
         d = min(0.7, (1 + t) / (10 + t))
         want = [d * a + (1 - d) * b for a, b in zip(want, _natural(m))]
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
