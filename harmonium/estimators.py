@@ -211,8 +211,6 @@ class RBM(BoltzmannEstimator):
                 else:
                     model.visible.bias.copy_(self._array(self.vb_init, (n_visible,), "vb_init"))
                 model.hidden.bias.copy_(self._array(self.hb_init, (self.n_hidden,), "hb_init"))
-        if self.centering and not model.centered:
-            model.set_offsets(model.visible.statistic(X).mean(0), model.hidden.default_offset())
         self.model_ = model
         self.n_features_in_ = n_visible
         self.history_: dict[str, list] = {"epoch": []}

@@ -468,6 +468,17 @@ class Trainer(TrainerBase):
         self._begin_epoch()
         k = int(at_epoch(self.config.k, self.epoch))
         with torch.no_grad():
+            if self.config.centering and not self.model.centered:  # a fresh model, or centering turned on
+                self._init_offsets(X)
             for v, n in batches(X, self.config.batch_size, self.generator, self.group):
                 self.step(v, k, n)
         self.epoch += 1
+
+    def _init_offsets(self, X: Tensor) -> None:
+        """Start the centering offsets at the data means of the visible statistic and at the hidden
+        units' default (0.5 for Bernoulli); the distribution is unchanged, in the average too."""
+        m = self.model
+        mu, lam = m.visible.statistic(X).mean(0), m.hidden.default_offset()
+        m.set_offsets(mu, lam)
+        if self.average is not None:
+            self.average.shadow.set_offsets(mu, lam)

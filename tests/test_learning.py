@@ -7,6 +7,7 @@ import torch
 
 import harmonium as hm
 from harmonium.learning import at_epoch
+from harmonium.estimate import exact_log_likelihood
 
 from conftest import N_HIDDEN, N_VISIBLE, bars_and_stripes
 
@@ -349,3 +350,32 @@ def test_a_centred_fit_returns_the_average_of_the_live_natural_parameters(monkey
         want = [d * a + (1 - d) * b for a, b in zip(want, nat)]
     for got, ref in zip(_natural(est.model_), want):
         torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8])
+def test_centering_can_be_turned_on_in_a_warm_start(dtype, ema_decay):
+    """A model trained uncentred and continued with centering=True gets offsets at the data means
+    without a change of distribution (the exact log-likelihoods stay put), in its average too, and
+    trains on from there."""
+    kw = dict(EMA_KW, centering=False, dtype=str(dtype)[6:], ema_decay=ema_decay)
+    est = hm.RBM(epochs=2, **kw).fit(EMA_X)
+    X = torch.as_tensor(EMA_X, dtype=dtype)
+    trainer = est.trainer_
+    with trainer.averaged():
+        averaged = exact_log_likelihood(est.model_, X)
+    trainer.use_live()
+    live = exact_log_likelihood(est.model_, X)
+    trainer._init_offsets(X)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    assert est.model_.centered
+    torch.testing.assert_close(est.model_.visible_offset, X.mean(0))
+    torch.testing.assert_close(exact_log_likelihood(est.model_, X), live, **tol)
+    with trainer.averaged():
+        assert est.model_.centered
+        torch.testing.assert_close(exact_log_likelihood(est.model_, X), averaged, **tol)
+
+    est = hm.RBM(epochs=2, **kw).fit(EMA_X).set_params(centering=True, warm_start=True, epochs=3).fit(EMA_X)
+    assert est.model_.centered and all(torch.isfinite(p).all() for p in est.model_.parameters())
+    if ema_decay:
+        torch.testing.assert_close(est.trainer_.average.shadow.visible_offset, est.model_.visible_offset,
+                                   rtol=0, atol=0)
