@@ -436,7 +436,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             raise UserError(f"--group-size {args.group_size} does not divide --visible {args.visible}")
         visible = {"name": "softmax", "group_size": args.group_size}
     params = dict(learning_rate=args.learning_rate, momentum=args.momentum, batch_size=args.batch_size,
-                  k=args.k, persistent=args.persistent, l2=args.l2, random_state=args.seed)
+                  k=args.k, persistent=args.persistent, l2=args.l2, centering=args.centering,
+                  ema_decay=args.ema_decay, random_state=args.seed)
     model = RBM.from_arrays(W, np.zeros(args.visible), np.zeros(args.hidden), visible=visible,
                             hidden=args.hidden_units, dtype=args.dtype, device=args.device or "cpu", **params)
     model.save(path)
@@ -461,7 +462,7 @@ def _auto_metrics_every(n_epochs: int) -> int:
 
 def _training_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("learning_rate", "momentum", "batch_size", "k", "l2"):
+    for name in ("learning_rate", "momentum", "batch_size", "k", "l2", "ema_decay"):
         v = getattr(args, name)
         if v is not None:
             out[name] = v
@@ -982,6 +983,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_positive, default=1, help="Gibbs steps per update (CD-k)")
     p.add_argument("--l2", type=_finite_float, default=1e-4, help="weight decay")
     p.add_argument("--persistent", action="store_true", help="persistent chains (PCD) instead of CD")
+    p.add_argument("--centering", action="store_true",
+                   help="centred RBM: offsets follow the data and hidden means (Melchior et al. 2016)")
+    p.add_argument("--ema-decay", type=_finite_float, default=0.0, metavar="D",
+                   help="the trained model is the moving average of the parameters over the updates "
+                        "(Polyak averaging; e.g. 0.9998; 0: off)")
     p.add_argument("--visible-units", choices=UNIT_CHOICES_VISIBLE, default="bernoulli")
     p.add_argument("--group-size", type=_positive, default=None,
                    help="units per softmax group (--visible-units softmax; default: one group)")
@@ -1015,6 +1021,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=None, metavar="B", help="override (demo 10)")
     p.add_argument("--k", type=_positive, default=None, help="override the Gibbs steps per update (demo 1)")
     p.add_argument("--l2", type=_finite_float, default=None, help="override the weight decay")
+    p.add_argument("--ema-decay", type=_finite_float, default=None, metavar="D",
+                   help="override the parameter averaging (0: off, the demo's default)")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="save the training state to FILE every --checkpoint-every epochs; if FILE exists, "
                         "training resumes from it (an interrupted run started again finishes identically)")

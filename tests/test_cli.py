@@ -399,6 +399,27 @@ def test_init_options(run, tmp_path):
                "--group-size", 2).returncode == 2
 
 
+def test_centred_and_averaged_models_from_the_command_line(run, tmp_path):
+    path = tmp_path / "c.safetensors"
+    r = run("init", path, "--visible", 6, "--hidden", 3, "--persistent", "--centering", "--ema-decay", 0.9)
+    assert r.returncode == 0, r.stderr
+    model = harmonium.load(path)
+    assert model.centering and model.ema_decay == 0.9 and not model.model_.centered  # offsets: at the first epoch
+    r = run("train", path, "--epochs", 2, "-q", stdin=ROWS)
+    assert r.returncode == 0, r.stderr
+    model = harmonium.load(path)
+    average = model._trainer().average  # the saved training state, as a resumed fit would have it
+    assert model.model_.centered and average is not None and average.updates == 2  # 6 rows, batches of 10
+    # the override switches the average off; a bad value is refused before anything is written
+    saved = path.read_bytes()
+    r = run("train", path, "--epochs", 1, "-q", "--ema-decay", 1.5, stdin=ROWS)
+    assert r.returncode == 2 and "ema_decay must be" in r.stderr and path.read_bytes() == saved
+    r = run("train", path, "--epochs", 1, "-q", "--ema-decay", 0, stdin=ROWS)
+    assert r.returncode == 0, r.stderr
+    model = harmonium.load(path)
+    assert model.ema_decay == 0.0 and model._trainer().average is None
+
+
 def test_format_rows():
     assert cli.format_rows(np.array([[1.0, 0.0], [-0.0, 1.0]])) == "1 0\n0 1\n"
     assert cli.format_rows(np.array([[0.5, 1.0]])) == "0.5 1\n"
