@@ -166,14 +166,15 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 distributed.broadcast_(list(self.model_.parameters()) + list(self.model_.buffers()))
 
     def _trainer(self) -> TrainerBase:
-        """The fit loop's state, built on first use (from a model file's saved state when there is one)."""
+        """The fit loop's state for the current hyperparameters, built on first use (from a model
+        file's saved state when there is one: built as it was saved, then reconfigured)."""
+        config = self._config()
         if getattr(self, "trainer_", None) is None:
-            self.trainer_ = self._make_trainer()
             pending = self.__dict__.pop("_trainer_state", None)
+            self.trainer_ = self._make_trainer(config if pending is None else pending["config"])
             if pending is not None:
                 self.trainer_.load_state_dict(pending)
-        else:
-            self.trainer_.config = self._config()
+        self.trainer_.reconfigure(config)
         return self.trainer_
 
     def _resume_from(self, path) -> None:
@@ -369,8 +370,8 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError(f"cannot save {name}={value!r}: a callable is code; use a named option")
             params[name] = value
         trainer: dict[str, Any] | None = None
-        t = getattr(self, "trainer_", None)
-        st = t.state_dict() if t is not None else getattr(self, "_trainer_state", None)
+        has_state = getattr(self, "trainer_", None) is not None or hasattr(self, "_trainer_state")
+        st = self._trainer().state_dict() if has_state else None  # the state of the current hyperparameters
         if st is not None:
             opt = st["optimizer"]
             opt_keys: dict[str, dict[str, Any]] = {}
@@ -471,6 +472,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
                            "shadow": {k: v.to(est.device) for k, v in shadow.items()}}
             # the optimizer is built when training resumes (loading stays cheap for inference)
             est._trainer_state = {
+                "config": est._config(),  # the sampler and optimizer the state was saved with
                 "epoch": int(tr["epoch"]),
                 "optimizer": {"state": opt_state, "param_groups": tr["optimizer_param_groups"]},
                 "chains": chains,

@@ -74,8 +74,15 @@ class DBMTrainer(TrainerBase):
         self.particles: list[Tensor] | None = None
         self.mf_updates: list[float] = []  # mean mean-field sweeps per batch, per epoch
         self.offsets: list[Tensor] | None = None  # centering: moving averages of <T_l> under the data
-        self.n_particles = config.n_particles  # over all ranks
-        self.n_local = config.n_particles
+        self._restart_chains()
+
+    def _sampler_layout(self, config: DBMTrainingConfig) -> int:
+        return config.n_particles
+
+    def _restart_chains(self) -> None:
+        """Fresh particles (drawn at the next epoch) for ``config.n_particles``, this rank's share."""
+        self.particles = None
+        self.n_particles = self.n_local = self.config.n_particles  # over all ranks; this rank's
         if self.group is not None:
             if self.n_particles < self.group.world_size:
                 raise ValueError(f"n_particles={self.n_particles} cannot be split over {self.group.world_size} ranks")
@@ -410,8 +417,8 @@ class DBM(BoltzmannEstimator):
     def _visible_units(self):
         return self.model_.layers[0]
 
-    def _make_trainer(self) -> DBMTrainer:
-        return DBMTrainer(self.model_, self._config(), self._generator())
+    def _make_trainer(self, config: DBMTrainingConfig) -> DBMTrainer:
+        return DBMTrainer(self.model_, config, self._generator())
 
     def _metric_names(self, X_val) -> tuple[str, ...]:
         m = self.metrics

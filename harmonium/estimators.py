@@ -241,8 +241,8 @@ class RBM(BoltzmannEstimator):
     def _visible_units(self):
         return self.model_.visible
 
-    def _make_trainer(self) -> Trainer:
-        return Trainer(self.model_, self._config(), self._generator())
+    def _make_trainer(self, config: TrainingConfig) -> Trainer:
+        return Trainer(self.model_, config, self._generator())
 
     def _record(self, epoch: int, names, X: Tensor, X_val: Tensor | None) -> None:
         m = self.model_

@@ -264,6 +264,27 @@ class TrainerBase:
         accumulates = getattr(self.optimizer, "accumulates_momentum", False)
         self._grad_momentum = float(at_epoch(c.momentum, e)) if accumulates else 0.0
 
+    def reconfigure(self, config: Any) -> None:
+        """Adopt a configuration changed between fits (``set_params`` before a warm start, a resume or
+        a save): schedules and rates simply follow it; a different optimizer starts with fresh state
+        and a different sampler (kind, number of chains or temperatures) with fresh chains, started
+        from the data as in a new fit, so that the state always matches the configuration."""
+        old, self.config = self.config, config
+        if config.optimizer != old.optimizer:
+            self.optimizer = make_optimizer(config.optimizer, list(self.model.parameters()), config.learning_rate,
+                                            config.momentum)
+            self._fused = isinstance(self.optimizer, MomentumSGD)
+        if self._sampler_layout(config) != self._sampler_layout(old):
+            self._restart_chains()
+            self._gathered_chains = None
+
+    def _sampler_layout(self, config: Any) -> Any:
+        """What the saved chains' layout depends on (chains restart when it changes)."""
+        return None
+
+    def _restart_chains(self) -> None:
+        pass
+
     def _optimizer_step(self) -> None:
         if self._fused:
             self.optimizer.apply()
@@ -396,7 +417,14 @@ class Trainer(TrainerBase):
 
     def __init__(self, model: RBMModel, config: TrainingConfig, generator: torch.Generator) -> None:
         super().__init__(model, config, generator)
-        c = config
+        self._restart_chains()
+
+    def _sampler_layout(self, config: TrainingConfig) -> tuple:
+        persistent = config.persistent or config.n_temperatures > 1
+        return (persistent, config.n_chains or config.batch_size, config.n_temperatures) if persistent else ()
+
+    def _restart_chains(self) -> None:
+        c = self.config
         self.n_chains = c.n_chains or c.batch_size  # over all ranks
         n_local = self.n_chains
         if self.group is not None and (c.persistent or c.n_temperatures > 1):

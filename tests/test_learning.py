@@ -379,3 +379,56 @@ def test_centering_can_be_turned_on_in_a_warm_start(dtype, ema_decay):
     if ema_decay:
         torch.testing.assert_close(est.trainer_.average.shadow.visible_offset, est.model_.visible_offset,
                                    rtol=0, atol=0)
+
+
+WARM_CHANGES = [  # (first fit, then set_params before a warm start)
+    (dict(), dict(persistent=True, n_chains=6)),
+    (dict(persistent=True, n_chains=6), dict(persistent=False)),
+    (dict(persistent=True, n_chains=6), dict(n_temperatures=3)),
+    (dict(persistent=True, n_chains=6, n_temperatures=3), dict(n_temperatures=1)),
+    (dict(persistent=True, n_chains=6, n_temperatures=3), dict(n_temperatures=4, n_chains=2)),
+    (dict(persistent=True), dict(batch_size=3)),  # the chains follow the batch size
+    (dict(), dict(optimizer="adam")),
+    (dict(optimizer="adam"), dict(optimizer="sgd")),
+]
+
+
+def _sampler_of(est):
+    """(optimizer class, phase class, rows of the persistent chains or None) of a fitted RBM."""
+    t = est._trainer()
+    h = t.phase.state_dict().get("h")
+    return type(t.optimizer).__name__, type(t.phase).__name__, None if h is None else h.shape[0]
+
+
+@pytest.mark.parametrize("first, then", WARM_CHANGES)
+def test_a_changed_sampler_or_optimizer_is_used_after_a_warm_start_and_saved_consistently(first, then, tmp_path):
+    """set_params between fits: the next fit uses the new sampler and optimizer (chains and optimizer
+    state restart when they no longer fit), in memory, from a model file and from a checkpoint, and
+    every file saved on the way loads and trains on.  Expected: what a fresh fit with `then` has."""
+    kw = dict(n_hidden=N_HIDDEN, batch_size=4, random_state=0, metrics=None)
+    want = _sampler_of(hm.RBM(epochs=1, **kw, **first).set_params(**then).fit(EMA_X))
+    in_memory = hm.RBM(epochs=1, **kw, **first).fit(EMA_X).set_params(warm_start=True, epochs=2, **then)
+    assert _sampler_of(in_memory.fit(EMA_X)) == want
+    path = tmp_path / "m.safetensors"
+    hm.RBM(epochs=1, **kw, **first).fit(EMA_X).save(path)
+    from_file = hm.load(path).set_params(epochs=2, **then)
+    from_file.save(tmp_path / "unfitted-change.safetensors")  # saved before any fit: still consistent
+    assert _sampler_of(from_file.fit(EMA_X)) == want
+    again = hm.load(tmp_path / "unfitted-change.safetensors").set_params(epochs=2)
+    assert _sampler_of(again.fit(EMA_X)) == want
+    ck = tmp_path / "ck.safetensors"
+    hm.RBM(epochs=1, checkpoint_path=ck, **kw, **first).fit(EMA_X)
+    resumed = hm.RBM(epochs=2, checkpoint_path=ck, **kw, **first).set_params(**then).fit(EMA_X)
+    assert _sampler_of(resumed) == want and _sampler_of(hm.load(ck)) == want
+
+
+def test_unchanged_settings_keep_the_chains_and_a_dbm_follows_n_particles():
+    est = hm.RBM(n_hidden=N_HIDDEN, batch_size=4, persistent=True, n_chains=6, epochs=1, random_state=0,
+                 metrics=None).fit(EMA_X)
+    chains = est.trainer_.phase.h
+    est.set_params(learning_rate=0.01, warm_start=True, epochs=1)._trainer()
+    assert est.trainer_.phase.h is chains  # a new rate is no reason to restart the chains
+    dbm = hm.DBM(n_hidden=(5, 3), batch_size=4, n_particles=7, pretrain_params={"epochs": 1}, epochs=1,
+                 random_state=0, metrics=None).fit(EMA_X)
+    dbm.set_params(n_particles=13, warm_start=True, epochs=2).fit(EMA_X)
+    assert [x.shape[0] for x in dbm.trainer_.particles] == [13, 13, 13]
