@@ -144,6 +144,8 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         if resume:
             self._resume_from(self.checkpoint_path)
             warm = True
+        if warm:
+            self._check_continues()
         X = self._to_tensor(X)  # converted once: the training data is the largest thing in memory
         if not warm:
             for attr in ("_rng", "trainer_", "_trainer_state"):
@@ -156,6 +158,23 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         trainer = self._trainer()
         self._run(trainer, X, Xv, max(0, self.epochs - trainer.epoch))
         return self
+
+    def _check_continues(self) -> None:
+        """A warm start or resume continues the fitted model: the hyperparameters that fix its
+        structure (layer sizes, unit types, dtype) must still describe it."""
+        def structure(units) -> tuple:  # sigma may be learned: not part of the structure
+            return units.name, {k: v for k, v in units.config().items() if k != "sigma"}
+
+        have = [structure(u) for u in self._fitted_layers()]
+        try:
+            want = [structure(u) for u in self._layers(self.n_features_in_)]
+        except ValueError as e:
+            want = str(e)
+        dtype = next(self.model_.parameters()).dtype
+        if want != have or dtype != self._torch_dtype:
+            raise ValueError(f"warm_start: the fitted model has layers {have} in {dtype}, the hyperparameters ask "
+                             f"for {want} in {self._torch_dtype}; set them back, or warm_start=False to train a "
+                             f"new model")
 
     def _join_group(self, X: Tensor, built: bool) -> None:
         """Under a process group: check that every rank passes the same data and, for a model just

@@ -340,6 +340,9 @@ class DBM(BoltzmannEstimator):
             raise ValueError(f"hidden has {len(specs)} unit types for {len(self._sizes)} hidden layers")
         return [make_units(self.visible, n_visible)] + [make_units(s, n) for s, n in zip(specs, self._sizes)]
 
+    def _fitted_layers(self) -> list:
+        return list(self.model_.layers)
+
     def _build(self, X: Tensor) -> None:
         model = DBMModel(self._layers(X.shape[1])).to(dtype=self._torch_dtype, device=self.device)
         if self.centering and not all(u.linear_bias for u in model.layers):

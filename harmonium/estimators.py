@@ -182,6 +182,12 @@ class RBM(BoltzmannEstimator):
             return tuple(names)
         return tuple(m)
 
+    def _layers(self, n_visible: int) -> list:
+        return [make_units(self.visible, n_visible), make_units(self.hidden, self.n_hidden)]
+
+    def _fitted_layers(self) -> list:
+        return [self.model_.visible, self.model_.hidden]
+
     def _build(self, X: Tensor) -> None:
         """Create ``model_`` for data X (called by fit when not warm-starting)."""
         n_visible = X.shape[1]
@@ -191,9 +197,7 @@ class RBM(BoltzmannEstimator):
             if src.n_visible != n_visible or src.n_hidden != self.n_hidden:
                 raise ValueError(f"W_init RBM has shape {src.n_visible}x{src.n_hidden}, "
                                  f"need {n_visible}x{self.n_hidden}")
-        visible = make_units(self.visible, n_visible)
-        hidden = make_units(self.hidden, self.n_hidden)
-        model = RBMModel(visible, hidden).to(dtype=self._torch_dtype, device=self.device)
+        model = RBMModel(*self._layers(n_visible)).to(dtype=self._torch_dtype, device=self.device)
         g = self._generator()
         with torch.no_grad():
             if isinstance(self.W_init, RBM):
@@ -233,6 +237,8 @@ class RBM(BoltzmannEstimator):
         X = self._to_tensor(X)
         if built:
             self._build(X)
+        else:
+            self._check_continues()
         self._validate(X, "X", self.model_.visible)
         self._join_group(X, built)
         self._run(self._trainer(), X, None, 1)

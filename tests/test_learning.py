@@ -432,3 +432,24 @@ def test_unchanged_settings_keep_the_chains_and_a_dbm_follows_n_particles():
                  random_state=0, metrics=None).fit(EMA_X)
     dbm.set_params(n_particles=13, warm_start=True, epochs=2).fit(EMA_X)
     assert [x.shape[0] for x in dbm.trainer_.particles] == [13, 13, 13]
+
+
+@pytest.mark.parametrize("change", [dict(n_hidden=4), dict(dtype="float64"), dict(visible="gaussian"),
+                                    dict(hidden={"name": "softmax", "group_size": 5})])
+def test_a_warm_start_refuses_hyperparameters_that_no_longer_describe_the_model(change, tmp_path):
+    est = hm.RBM(n_hidden=N_HIDDEN, batch_size=4, epochs=1, random_state=0, metrics=None).fit(EMA_X)
+    path = est.save(tmp_path / "m.safetensors")
+    before = est.model_.W.clone()
+    for call in ("fit", "partial_fit"):
+        with pytest.raises(ValueError, match="warm_start: the fitted model has layers"):
+            getattr(est.set_params(warm_start=True, epochs=2, **change), call)(EMA_X)
+        assert torch.equal(est.model_.W, before)
+    with pytest.raises(ValueError, match="warm_start: the fitted model has layers"):
+        hm.load(path).set_params(warm_start=True, epochs=2, **change).fit(EMA_X)
+    ck = tmp_path / "ck.safetensors"
+    hm.RBM(n_hidden=N_HIDDEN, batch_size=4, epochs=1, checkpoint_path=ck, random_state=0).fit(EMA_X)
+    with pytest.raises(ValueError, match="n_hidden=|warm_start: the fitted"):  # resuming a checkpoint
+        hm.RBM(**{"n_hidden": N_HIDDEN, "batch_size": 4, "epochs": 2, "checkpoint_path": ck, **change}).fit(EMA_X)
+    dbm = hm.DBM(n_hidden=(5, 3), batch_size=4, pretrain_params={"epochs": 1}, epochs=1, metrics=None).fit(EMA_X)
+    with pytest.raises(ValueError, match="warm_start: the fitted model has layers"):
+        dbm.set_params(n_hidden=(5, 4), warm_start=True, epochs=2).fit(EMA_X)
