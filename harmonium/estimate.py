@@ -79,6 +79,13 @@ def _like(x: Tensor, model) -> Tensor:
     return torch.as_tensor(x).to(dtype=p.dtype, device=p.device)
 
 
+def _rows(x, model, what: str = "X") -> Tensor:
+    """``x`` as the model's dtype and device, checked as a batch of the visible layer's states or means."""
+    x = _like(x, model)
+    (model.visible if isinstance(model, RBMModel) else model.layers[0]).validate(x, what)
+    return x
+
+
 def enumeration_cost(model) -> tuple[str, float]:
     """Which layer exact enumeration would sum over, and how many states that is."""
     m = as_model(model)
@@ -133,7 +140,7 @@ def dbm_unnormalized_log_prob(model, X: Tensor, *, max_states: int = MAX_EXACT_S
     """log sum_h exp(-E(v, h)) for each row v of X, exactly: the even hidden layers enumerated, the odd
     ones summed out in closed form (float64)."""
     m = copy.deepcopy(as_model(model, (DBMModel,))).to(torch.float64)
-    X = _like(X, m)
+    X = _rows(X, m)
     even = [m.layers[l] for l in range(2, m.n_layers, 2)]
     if not even:
         return -m.free_energy_even([X] + [None] * (m.n_layers - 1), 0)
@@ -160,7 +167,7 @@ def exact_log_likelihood(model, X: Tensor, log_z: float | None = None) -> Tensor
     m = copy.deepcopy(as_model(model)).to(torch.float64)
     if log_z is None:
         log_z = exact_log_partition(m)
-    return -m.free_energy(_like(X, m)) - log_z
+    return -m.free_energy(_rows(X, m)) - log_z
 
 
 @torch.no_grad()
@@ -179,7 +186,7 @@ def pseudo_log_likelihood(model, X: Tensor, *, chunk_elements: int = 1 << 24) ->
     """
     m = as_model(model)
     vis = m.visible
-    X = _like(X, m)
+    X = _rows(X, m)
     n, d = X.shape
     k = vis.site_size
     n_sites = d // k
@@ -221,7 +228,7 @@ def pseudo_log_likelihood(model, X: Tensor, *, chunk_elements: int = 1 << 24) ->
 def reconstruction_error(model, X: Tensor) -> float:
     """Mean squared error between X and E[v | E[h | X]], averaged over rows and units."""
     m = as_model(model)
-    X = _like(X, m)
+    X = _rows(X, m)
     r = m.visible_mean(m.hidden_mean(X))
     return float(((X - r) ** 2).mean())
 
@@ -230,7 +237,7 @@ def reconstruction_error(model, X: Tensor) -> float:
 def free_energy_gap(model, X_train: Tensor, X_val: Tensor) -> float:
     """mean F(X_val) - mean F(X_train): grows when the model overfits (Hinton 2010, sec. 6)."""
     m = as_model(model)
-    return float(m.free_energy(_like(X_val, m)).mean() - m.free_energy(_like(X_train, m)).mean())
+    return float(m.free_energy(_rows(X_val, m, "X_val")).mean() - m.free_energy(_rows(X_train, m, "X_train")).mean())
 
 
 def default_betas(n: int | None = None, dtype=torch.float64) -> Tensor:
@@ -448,7 +455,8 @@ def _betas(betas) -> Tensor:
     if betas is None or isinstance(betas, int):
         betas = default_betas(betas)
     betas = torch.as_tensor(betas, dtype=torch.float64)
-    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas.diff() < 0).any():
+    if betas.ndim != 1 or len(betas) < 2 or not torch.isfinite(betas).all() or betas[0] != 0 or betas[-1] != 1 \
+            or (betas.diff() < 0).any():
         raise ValueError("betas must increase from 0 to 1")
     return betas
 
@@ -515,6 +523,8 @@ def ais(model, *, n_runs: int = 100, betas: Tensor | int | None = None, base_rat
     Under a ``torch.distributed`` process group (every rank calls this) the runs are split
     across ranks and the estimate is made from all of them on every rank.
     """
+    if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
+        raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
     bl = _betas(betas).tolist()
     m, path = _path(model, base_rate, sample_h, parity)
     like = next(m.parameters())
@@ -553,11 +563,17 @@ def reverse_ais(model, samples, *, betas: Tensor | int | None = None, base_rate:
     m, path = _path(model, base_rate, sample_h, parity)
     like = next(m.parameters())
     if isinstance(m, RBMModel):
-        samples = [_like(samples[0] if isinstance(samples, (list, tuple)) else samples, m)]
+        samples = [_rows(samples[0] if isinstance(samples, (list, tuple)) else samples, m, "samples")]
     else:
         samples = [_like(x, m) for x in samples]
         if len(samples) != m.n_layers:
             raise ValueError(f"need states of all {m.n_layers} layers of the DBM, got {len(samples)}")
+        for l, (u, x) in enumerate(zip(m.layers, samples)):
+            u.validate(x, f"samples[{l}]")
+        if len({x.shape[0] for x in samples}) > 1:
+            raise ValueError(f"the layers' samples have different numbers of rows: {[x.shape[0] for x in samples]}")
+    if samples[0].shape[0] < 1:
+        raise ValueError("reverse AIS needs at least one sample")
     group = distributed.current()
     samples = _split_runs(samples, group)
     g = _generator(like.device, random_state, group)

@@ -276,6 +276,8 @@ class Bernoulli(Units):
 
     def validate(self, x, what="X"):
         super().validate(x, what)
+        if not x.numel():
+            return
         lo, hi = torch.aminmax(x)  # two reductions, no temporary the size of x
         if lo < 0 or hi > 1:
             raise ValueError(f"{what} has values outside the support of Bernoulli units, {self.support}: "

@@ -245,3 +245,36 @@ def test_mixture_importance_sampling_refuses_bad_input():
         estimate.mixture_importance_sampling(m, torch.zeros(3, N_VISIBLE + 1, dtype=torch.float64))
     with pytest.raises(ValueError, match="n_draws"):
         estimate.mixture_importance_sampling(m, torch.zeros(3, N_VISIBLE, dtype=torch.float64), n_draws=1)
+
+
+def _bad_rows_cases():
+    X = torch.bernoulli(torch.full((N_SAMPLES, N_VISIBLE), 0.5, dtype=torch.float64))
+    narrow, nan = X[:, :-1], X.clone()
+    nan[3, 2] = float("nan")
+    return [(narrow, r"X must have shape \(n_samples, 7\), got \(11, 6\)"), (nan, "X contains NaN"),
+            (X * 2, "outside the support of Bernoulli units")]
+
+
+@pytest.mark.parametrize("fn", ["exact_log_likelihood", "pseudo_log_likelihood", "reconstruction_error",
+                                "log_likelihood"])
+@pytest.mark.parametrize("X, match", _bad_rows_cases())
+def test_evaluation_functions_refuse_bad_rows_by_name(fn, X, match):
+    """The functional API checks its rows as the estimators do: not a matrix-product error or a NaN."""
+    m = make_model("bernoulli", "bernoulli")
+    with pytest.raises(ValueError, match=match):
+        getattr(estimate, fn)(m, X)
+    with pytest.raises(ValueError, match=match.replace("X ", "X_val ", 1)):
+        estimate.free_energy_gap(m, torch.zeros(2, N_VISIBLE, dtype=torch.float64), X)
+
+
+def test_ais_refuses_bad_runs_betas_and_samples():
+    m = make_model("bernoulli", "bernoulli")
+    for n_runs in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="n_runs must be a positive integer"):
+            estimate.ais(m, n_runs=n_runs, betas=10)
+    with pytest.raises(ValueError, match="increase from 0 to 1"):
+        estimate.ais(m, n_runs=3, betas=torch.tensor([0.0, float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="at least one sample"):
+        estimate.reverse_ais(m, torch.zeros(0, N_VISIBLE), betas=10)
+    with pytest.raises(ValueError, match=r"samples must have shape \(n_samples, 7\)"):
+        estimate.reverse_ais(m, torch.zeros(3, N_HIDDEN), betas=10)
