@@ -367,3 +367,22 @@ def test_mixture_importance_sampling_from_gibbs_samples_matches_exact_log_z(pari
         estimate.mixture_importance_sampling(m, samples[:2])
     with pytest.raises(ValueError, match="parity"):
         estimate.mixture_importance_sampling(m, samples, parity=3)
+
+
+def test_score_samples_is_the_variational_lower_bound(dtype):
+    """score_samples: the ELBO with exact log Z for a small DBM -- below the exact log-likelihood of
+    every row, and close to it; a given log_z is used as given (AIS for large models)."""
+    X = np.tile(bars_and_stripes(3), (2, 1))[:17]
+    est = hm.DBM(n_hidden=(5, 3), batch_size=4, pretrain_params={"epochs": 2}, epochs=3, random_state=0,
+                 metrics=None, dtype=str(dtype)[6:]).fit(X)
+    got = est.score_samples(X)
+    assert got.shape == (17,) and got.dtype == (np.float32 if dtype == torch.float32 else np.float64)
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    exact = estimate.exact_log_likelihood(est, Xt).numpy()
+    assert (got <= exact + 1e-5).all() and (got > exact - 2.0).all()
+    np.testing.assert_allclose(got, estimate.elbo(est, Xt).numpy(), rtol=1e-5, atol=1e-5)
+    assert est.score(X) == pytest.approx(float(got.mean()), rel=1e-6)
+    log_z = estimate.exact_log_partition(est)
+    np.testing.assert_allclose(est.score_samples(X, log_z=log_z + 1.0), got - 1.0, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="X has 5 features, but DBM is expecting 9"):
+        est.score_samples(X[:, :5])
