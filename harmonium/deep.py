@@ -492,13 +492,8 @@ class DBM(BoltzmannEstimator):
         from . import estimate
         m = self._fitted()
         v = self._to_tensor(X, "X", m.layers[0])
-        if log_z is None:
-            try:
-                log_z = estimate.exact_log_partition(m)
-            except ValueError:
-                seed = self.random_state if isinstance(self.random_state, int) else None
-                log_z = estimate.ais(m, random_state=seed).log_z
-        return self._out(estimate.elbo(m, v, log_z).to(v.dtype), X)
+        seed = self.random_state if isinstance(self.random_state, int) else None
+        return self._out(estimate.elbo(m, v, estimate.log_partition(m, log_z, random_state=seed)).to(v.dtype), X)
 
     def score(self, X, y=None, log_z: float | None = None) -> float:
         """Mean variational lower bound on log p(v) (see ``score_samples``)."""

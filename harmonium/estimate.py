@@ -27,6 +27,7 @@ __all__ = [
     "AISResult",
     "default_betas",
     "exact_log_partition",
+    "log_partition",
     "log_likelihood",
     "exact_log_likelihood",
     "pseudo_log_likelihood",
@@ -84,6 +85,30 @@ def _rows(x, model, what: str = "X") -> Tensor:
     x = _like(x, model)
     (model.visible if isinstance(model, RBMModel) else model.layers[0]).validate(x, what)
     return x
+
+
+def _states(samples, model) -> list[Tensor]:
+    """Samples of the model, checked: visible rows for an RBM (a list's first entry will do), states
+    of every layer for a DBM."""
+    if isinstance(model, RBMModel):
+        return [_rows(samples[0] if isinstance(samples, (list, tuple)) else samples, model, "samples")]
+    xs = [_like(x, model) for x in samples]
+    if len(xs) != model.n_layers:
+        raise ValueError(f"need states of all {model.n_layers} layers of the DBM, got {len(xs)}")
+    for l, (u, x) in enumerate(zip(model.layers, xs)):
+        u.validate(x, f"samples[{l}]")
+    return xs
+
+
+def log_partition(model, log_z: float | AISResult | None = None, **ais_options) -> float | AISResult:
+    """``log_z`` when given; else log Z exactly when the model can be enumerated, else an AIS
+    estimate (``ais_options`` go to ``ais``)."""
+    if log_z is not None:
+        return log_z
+    try:
+        return exact_log_partition(model)
+    except ValueError:
+        return ais(model, **ais_options).log_z
 
 
 def enumeration_cost(model) -> tuple[str, float]:
@@ -562,16 +587,9 @@ def reverse_ais(model, samples, *, betas: Tensor | int | None = None, base_rate:
     bl = _betas(betas).flip(0).tolist()
     m, path = _path(model, base_rate, sample_h, parity)
     like = next(m.parameters())
-    if isinstance(m, RBMModel):
-        samples = [_rows(samples[0] if isinstance(samples, (list, tuple)) else samples, m, "samples")]
-    else:
-        samples = [_like(x, m) for x in samples]
-        if len(samples) != m.n_layers:
-            raise ValueError(f"need states of all {m.n_layers} layers of the DBM, got {len(samples)}")
-        for l, (u, x) in enumerate(zip(m.layers, samples)):
-            u.validate(x, f"samples[{l}]")
-        if len({x.shape[0] for x in samples}) > 1:
-            raise ValueError(f"the layers' samples have different numbers of rows: {[x.shape[0] for x in samples]}")
+    samples = _states(samples, m)
+    if len({x.shape[0] for x in samples}) > 1:
+        raise ValueError(f"the layers' samples have different numbers of rows: {[x.shape[0] for x in samples]}")
     if samples[0].shape[0] < 1:
         raise ValueError("reverse AIS needs at least one sample")
     group = distributed.current()
@@ -641,16 +659,10 @@ def mixture_importance_sampling(model, samples, *, n_draws: int = 20000, parity:
     m = copy.deepcopy(m).to(torch.float64)
     g = _generator(m.W[0].device if isinstance(m, DBMModel) else m.W.device, random_state)
     if isinstance(m, RBMModel):
-        v = _like(samples[0] if isinstance(samples, (list, tuple)) else samples, m)
-        m.visible.validate(v, "samples")
-        kept = {"h": (m.hidden, m.hidden_input(v))}
+        kept = {"h": (m.hidden, m.hidden_input(_states(samples, m)[0]))}
     else:
         _check_parity(parity)
-        xs = [_like(x, m) for x in samples]
-        if len(xs) != m.n_layers:
-            raise ValueError(f"need states of all {m.n_layers} layers of the DBM, got {len(xs)}")
-        for l, (u, x) in enumerate(zip(m.layers, xs)):
-            u.validate(x, f"samples[{l}]")
+        xs = _states(samples, m)
         kept = {l: (m.layers[l], m.layer_input(xs, l)) for l in range(parity, m.n_layers, 2)}
     n = next(iter(kept.values()))[1].shape[0]
     if n < 1 or n_draws < 2:
@@ -688,13 +700,8 @@ def elbo(model, X: Tensor, log_z: float | AISResult | None = None, *, max_update
     """
     mm = as_model(model, (DBMModel,))
     m = copy.deepcopy(mm).to(torch.float64)
-    v = _like(X, m)
-    m.layers[0].validate(v, "X")
-    if log_z is None:
-        try:
-            log_z = exact_log_partition(m)
-        except ValueError:
-            log_z = ais(m).log_z
+    v = _rows(X, m)
+    log_z = log_partition(m, log_z)
     x, _ = m.mean_field(v, max_updates=max_updates, tol=tol)
     inputs = {}
     for parity in (1, 0):
@@ -716,9 +723,4 @@ def log_likelihood(model, X: Tensor, log_z: float | AISResult | None = None, **a
     else exact when the model can be enumerated, else an AIS estimate (``ais_options`` go to ``ais``).
     For a DBM, log p(v) is exact for small models; use ``elbo`` for large ones."""
     m = as_model(model, (RBMModel, DBMModel))
-    if log_z is None:
-        try:
-            log_z = exact_log_partition(m)
-        except ValueError:
-            log_z = ais(m, **ais_options).log_z
-    return exact_log_likelihood(m, X, float(log_z))
+    return exact_log_likelihood(m, X, float(log_partition(m, log_z, **ais_options)))
