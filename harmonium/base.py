@@ -30,6 +30,51 @@ _TRAINER_TENSORS = ("hidden_activity", "offsets")
 _VALIDATE_ROWS = 8192
 
 
+def _encode_params(params: dict[str, Any], tensors: dict[str, Tensor], prefix: str = "params") -> dict[str, Any]:
+    """Hyperparameters as JSON: unit types as their configuration, arrays as tensors named
+    ``<prefix>.<name>`` (added to ``tensors``), an estimator given as a parameter by its class name;
+    dicts and lists (a DBN's per-layer ``rbm_params``) entry by entry.  A callable is refused."""
+    def encode(name: str, value: Any) -> Any:
+        if isinstance(value, Units):
+            return {"__units__": units_config(value)}
+        if isinstance(value, BaseEstimator) or (isinstance(value, (list, tuple)) and value
+                                                 and all(isinstance(v, BaseEstimator) for v in value)):
+            return {"__copied_from__": type(value).__name__ if isinstance(value, BaseEstimator)
+                    else [type(v).__name__ for v in value]}
+        if isinstance(value, (np.ndarray, Tensor)):
+            tensors[name] = torch.as_tensor(np.asarray(value.cpu() if isinstance(value, Tensor) else value))
+            return {"__tensor__": name}
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, type) and issubclass(value, Units):
+            return {"__units__": {"name": value.name}}
+        if isinstance(value, dict):
+            return {str(k): encode(f"{name}.{k}", v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(f"{name}.{i}", v) for i, v in enumerate(value)]
+        if callable(value):
+            raise ValueError(f"cannot save {name[len(prefix) + 1:]}={value!r}: a callable is code; use a named option")
+        return value
+    return {name: encode(f"{prefix}.{name}", value) for name, value in params.items()}
+
+
+def _decode_params(params: dict[str, Any], tensors: dict[str, Tensor], copied: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of ``_encode_params``; an estimator given as a parameter comes back as ``copied[name]``."""
+    def decode(name: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            if "__units__" in value:
+                return value["__units__"]
+            if "__tensor__" in value:
+                return tensors[value["__tensor__"]].numpy()
+            if "__copied_from__" in value:
+                return copied.get(name)
+            return {k: decode(k, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(name, v) for v in value]
+        return value
+    return {name: decode(name, value) for name, value in params.items()}
+
+
 def _schedule_ok(value, name: str, positive: bool, integer: bool = False) -> None:
     values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
     if not values:
@@ -372,22 +417,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
     def _get_state(self) -> tuple[dict, dict[str, Tensor]]:
         m = self._fitted()
         tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in m.state_dict().items()}
-        params = {}
-        for name, value in self.get_params(deep=False).items():
-            if isinstance(value, Units):
-                value = {"__units__": units_config(value)}
-            elif isinstance(value, BaseEstimator):
-                value = {"__copied_from__": type(value).__name__}
-            elif isinstance(value, (np.ndarray, Tensor)):
-                tensors[f"params.{name}"] = torch.as_tensor(np.asarray(value.cpu() if isinstance(value, Tensor) else value))
-                value = {"__tensor__": f"params.{name}"}
-            elif isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            elif isinstance(value, type) and issubclass(value, Units):
-                value = {"__units__": {"name": value.name}}
-            elif callable(value):
-                raise ValueError(f"cannot save {name}={value!r}: a callable is code; use a named option")
-            params[name] = value
+        params = _encode_params(self.get_params(deep=False), tensors)
         trainer: dict[str, Any] | None = None
         has_state = getattr(self, "trainer_", None) is not None or hasattr(self, "_trainer_state")
         st = self._trainer().state_dict() if has_state else None  # the state of the current hyperparameters
@@ -423,14 +453,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
 
     @classmethod
     def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
-        params = dict(config["params"])
-        for name, value in list(params.items()):
-            if isinstance(value, dict) and "__units__" in value:
-                params[name] = value["__units__"]
-            elif isinstance(value, dict) and "__tensor__" in value:
-                params[name] = tensors[value["__tensor__"]].numpy()
-            elif isinstance(value, dict) and "__copied_from__" in value:
-                params[name] = cls._COPIED_PARAM_DEFAULT.get(name)
+        params = _decode_params(config["params"], tensors, cls._COPIED_PARAM_DEFAULT)
         if device is not None:
             params["device"] = device
         est = cls(**params)

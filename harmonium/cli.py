@@ -321,9 +321,12 @@ def load_model(path: str, device: str | None = None):
     from .base import BoltzmannEstimator
 
     _check_device(device)
+    from .deep import DBN
+
     model = hio.load(path, device=device)
-    if not isinstance(model, BoltzmannEstimator):
-        raise UserError(f"{path} holds a {type(model).__name__}; this command needs an RBM or a DBM")
+    if not isinstance(model, BoltzmannEstimator) or isinstance(model, DBN):
+        raise UserError(f"{path} holds a {type(model).__name__}; this command needs an RBM or a DBM"
+                        + (" (load a DBN in Python: harmonium.load)" if isinstance(model, DBN) else ""))
     return model
 
 

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import distributed, io
-from .base import _DTYPES, BoltzmannEstimator, _schedule_ok
+from .base import _DTYPES, BoltzmannEstimator, _decode_params, _encode_params, _schedule_ok
 from .dbm import DBMModel
 from .estimators import RBM
 from .learning import Schedule, TrainerBase, at_epoch, batches
@@ -599,9 +599,13 @@ class DBN(BoltzmannEstimator):
     """Deep belief network: a greedy stack of RBMs, each trained on the hidden means of the one below.
 
     ``transform`` propagates hidden means upwards; ``sample`` runs Gibbs sampling in the top RBM and
-    passes its visible states down through the directed layers.  ``rbm_params``: hyperparameters for
-    every RBM (a dict) or one dict per layer.
+    passes its visible states down through the directed layers; ``score_samples`` is a stochastic
+    lower bound on log p(v) (``estimate.dbn_lower_bound``).  ``rbm_params``: hyperparameters for
+    every RBM (a dict) or one dict per layer; the sizes, unit types, dtype and device are the DBN's.
     """
+
+    #: set by the DBN for every layer, so not accepted in ``rbm_params``
+    _LAYER_KEYS = ("n_hidden", "visible", "hidden", "dtype", "device")
 
     def __init__(self, n_hidden: Any = (500, 500, 2000), *, visible: Any = "bernoulli", hidden: Any = "bernoulli",
                  rbm_params: Any = None, random_state: int | None = None, dtype: str = "float32",
@@ -615,37 +619,56 @@ class DBN(BoltzmannEstimator):
         self.device = device
         self.verbose = verbose
 
-    def fit(self, X, y=None) -> "DBN":
-        sizes = [self.n_hidden] if isinstance(self.n_hidden, numbers.Integral) else list(self.n_hidden)
+    def _layer_params(self) -> list[dict[str, Any]]:
+        """Keyword arguments of each layer's ``RBM``, checked."""
+        sizes = [self.n_hidden] if isinstance(self.n_hidden, numbers.Integral) else (
+            list(self.n_hidden) if isinstance(self.n_hidden, (list, tuple)) else None)
         if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
             raise ValueError(f"n_hidden must be a positive integer or a sequence of them, got {self.n_hidden!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         L = len(sizes)
-        params = self.rbm_params or {}
-        params = list(params) if isinstance(params, (list, tuple)) else [params] * L
-        if len(params) != L:
-            raise ValueError(f"rbm_params has {len(params)} entries for {L} layers")
-        hidden = list(self.hidden) if isinstance(self.hidden, (list, tuple)) else [self.hidden] * L
-        data = self._to_tensor(X)
+        params = _per_layer(self.rbm_params or {}, L, "rbm_params")
+        for l, p in enumerate(params):
+            if not isinstance(p, dict):
+                raise ValueError(f"rbm_params must be a dict or a list of {L} dicts, got {type(p).__name__} for "
+                                 f"layer {l}")
+            clash = sorted(set(p) & set(self._LAYER_KEYS))
+            if clash:
+                raise ValueError(f"rbm_params sets {clash}, which the DBN sets for every layer; use the DBN's "
+                                 f"own {', '.join(clash)}")
+        hidden = _per_layer(self.hidden, L, "hidden")
         seed = 0 if self.random_state is None else int(self.random_state)
-        self.rbms_ = []
-        for l in range(L):
-            kw = dict(n_hidden=sizes[l], visible=self.visible if l == 0 else hidden[l - 1], hidden=hidden[l],
-                      random_state=seed + l, dtype=self.dtype, device=self.device, verbose=self.verbose,
-                      metrics=None)
-            kw.update(params[l])
-            rbm = RBM(**kw).fit(data)
-            self.rbms_.append(rbm)
+        return [dict(dict(metrics=None, random_state=seed + l, verbose=self.verbose), **params[l],
+                     n_hidden=sizes[l], visible=self.visible if l == 0 else hidden[l - 1], hidden=hidden[l],
+                     dtype=self.dtype, device=self.device) for l in range(L)]
+
+    def fit(self, X, y=None, *, X_val=None) -> "DBN":
+        """Train the RBMs bottom up, each on the hidden means of the one below (``X_val`` likewise,
+        for the metrics an RBM's ``rbm_params`` ask for)."""
+        layers = self._layer_params()
+        data = self._to_tensor(X)
+        val = None if X_val is None else self._to_tensor(X_val, "X_val")
+        rbms = []
+        for kw in layers:
+            rbm = RBM(**kw).fit(data, X_val=val)
+            rbms.append(rbm)
             with torch.no_grad():
                 data = rbm.model_.hidden_mean(data)
-        self.model_ = self.rbms_[-1].model_
-        self.n_features_in_ = self.rbms_[0].n_features_in_
+                val = None if val is None else rbm.model_.hidden_mean(val)
+        self.rbms_ = rbms
+        self.model_ = rbms[-1].model_
+        self.n_features_in_ = rbms[0].n_features_in_
         return self
 
     def _fitted(self):
         check_is_fitted(self, "rbms_")
         return self.rbms_
+
+    @property
+    def epochs_trained_(self) -> list[int]:
+        """Epochs each layer's RBM has trained, bottom first."""
+        return [r.epochs_trained_ for r in self._fitted()]
 
     @torch.no_grad()
     def transform(self, X):
@@ -655,6 +678,28 @@ class DBN(BoltzmannEstimator):
         for r in rbms:
             x = r.model_.hidden_mean(x)
         return self._out(x, X)
+
+    def score_samples(self, X, log_z: float | None = None, n_samples: int = 100):
+        """A stochastic lower bound on log p(v) of each row (``estimate.dbn_lower_bound``): the mean
+        over ``n_samples`` recognition passes, seeded by ``random_state``.  log Z of the top RBM:
+        ``log_z`` when given, else exact for small models, else AIS with the standard 14,500 betas and
+        100 runs from a base model fitted to the rows' upward means."""
+        from . import estimate
+        rbms = self._fitted()
+        v = self._to_tensor(X, "X", rbms[0].model_.visible)
+        seed = self.random_state if isinstance(self.random_state, int) else None
+        if log_z is None:
+            with torch.no_grad():
+                up = v
+                for r in rbms[:-1]:
+                    up = r.model_.hidden_mean(up)
+            log_z = estimate.log_partition(rbms[-1].model_, None, random_state=seed, base_rate=up)
+        bound = estimate.dbn_lower_bound(rbms, v, log_z, n_samples=n_samples, random_state=seed)
+        return self._out(bound.to(v.dtype), X)
+
+    def score(self, X, y=None, log_z: float | None = None) -> float:
+        """Mean lower bound on log p(v) (see ``score_samples``)."""
+        return float(np.mean(np.asarray(self.score_samples(X, log_z))))
 
     @torch.no_grad()
     def sample(self, n_samples: int = 1, n_steps: int = 1000):
@@ -667,5 +712,56 @@ class DBN(BoltzmannEstimator):
             x = r.model_.visible_mean(x) if r is rbms[0] else r.model_.sample_visible(x, generator=r._generator())
         return x.cpu().numpy()
 
+    # ------------------------------------------------------------------ model files
+    def _get_state(self) -> tuple[dict, dict[str, Tensor]]:
+        """Every layer's RBM state under ``layers.<l>.``, the DBN's own hyperparameters beside them."""
+        tensors: dict[str, Tensor] = {}
+        layers = []
+        for l, r in enumerate(self._fitted()):
+            config, t = r._get_state()
+            layers.append(config)
+            tensors.update({f"layers.{l}.{k}": v for k, v in t.items()})
+        params = _encode_params(self.get_params(deep=False), tensors)
+        return {"params": params, "n_features_in": int(self.n_features_in_), "layers": layers}, tensors
+
+    @classmethod
+    def _expected_shapes(cls, config: dict) -> dict[str, Any]:
+        layers = config.get("layers")
+        if not isinstance(layers, list) or not layers or not all(isinstance(c, dict) for c in layers):
+            raise ValueError("model file declares no layers (a DBN's layers are a list of RBM configurations)")
+        shapes: dict[str, Any] = {"params.*": None}
+        for l, c in enumerate(layers):
+            shapes.update({f"layers.{l}.{k}": v for k, v in RBM._expected_shapes(c).items()})
+            below = config.get("n_features_in") if l == 0 else layers[l - 1]["params"]["n_hidden"]  # checked above
+            if c["n_features_in"] != below:
+                raise ValueError(f"model file: layer {l} has {c['n_features_in']} visible units, the layer below "
+                                 f"gives it {below}")
+        return shapes
+
+    @classmethod
+    def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
+        params = _decode_params(config["params"], tensors, cls._COPIED_PARAM_DEFAULT)
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        layers = est._layer_params()
+        if len(layers) != len(config["layers"]):
+            raise ValueError(f"model file: n_hidden gives {len(layers)} layers, the file holds "
+                             f"{len(config['layers'])}")
+        rbms = []
+        for l, c in enumerate(config["layers"]):
+            prefix = f"layers.{l}."
+            rbm = RBM._from_state(c, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                  device=device)
+            if rbm.n_hidden != layers[l]["n_hidden"] or rbm.dtype != est.dtype:
+                raise ValueError(f"model file: layer {l} is {rbm.n_hidden} {rbm.dtype} units, the DBN's "
+                                 f"settings say {layers[l]['n_hidden']} {est.dtype}")
+            rbms.append(rbm)
+        est.rbms_ = rbms
+        est.model_ = rbms[-1].model_
+        est.n_features_in_ = int(config["n_features_in"])
+        return est
+
 
 io.register_estimator(DBM)
+io.register_estimator(DBN)

@@ -14,6 +14,7 @@ the other groups, for softmax units), so every unit type knows in closed form
 * ``log_partition(a)`` log sum_x exp(-bias_energy(x) + T(x) . a), summed over the layer,
                        which is the layer's term of the free energy,
 * ``bias_energy(x)``   the energy of x on its own (biases, base measure),
+* ``log_prob(x, a)``   log p(x | a), from the three above,
 * ``validate(x)``      raises ``ValueError`` for data outside the support or NaN.
 
 Tempering (parallel tempering, annealed importance sampling) multiplies the bias
@@ -105,6 +106,11 @@ class Units(nn.Module):
     def log_partition(self, a: Tensor, beta: Beta = 1.0) -> Tensor:  # pragma: no cover - abstract
         """log sum_x exp(-beta * bias_energy(x) + T(x) . a), summed over the layer."""
         raise NotImplementedError("abstract method: a unit type defines its log-partition")
+
+    def log_prob(self, x: Tensor, a: Tensor) -> Tensor:
+        """log p(x | input a) = -bias_energy(x) + T(x) . a - log_partition(a), summed over the layer
+        (a density for continuous units): one value per row."""
+        return -self.bias_energy(x) + (self.statistic(x) * a).sum(-1) - self.log_partition(a)
 
     # -- data --------------------------------------------------------------------
     def validate(self, x: Tensor, what: str = "X") -> None:

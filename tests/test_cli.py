@@ -426,3 +426,11 @@ def test_format_rows():
     assert cli.format_rows(np.array([[1.0, 0.0]]), probabilities=True) == "1 0\n"
     assert cli.format_rows(np.array([0.123456789, 2.0]), probabilities=True) == "0.123457 2\n"
     assert cli.format_rows(np.array([[3.0, 2.0]])) == "3 2\n"  # multinomial counts
+
+
+def test_a_dbn_model_file_is_refused_with_a_pointer_to_python(run, tmp_path):
+    X = (np.random.default_rng(0).random((11, 7)) < 0.5).astype(np.float32)
+    path = harmonium.DBN(n_hidden=(5, 3), rbm_params={"epochs": 1}, random_state=0).fit(X).save(tmp_path / "dbn.safetensors")
+    for command in (["info", path], ["transform", path], ["sample", path, 2]):
+        r = run(*command)
+        assert r.returncode == 2 and "holds a DBN" in r.stderr and "harmonium.load" in r.stderr, (command, r.stderr)

@@ -1,5 +1,6 @@
 """Evaluation functions against brute force: log Z routes, pseudo-likelihood, reconstruction."""
 
+import copy
 import math
 
 import numpy as np
@@ -278,3 +279,62 @@ def test_ais_refuses_bad_runs_betas_and_samples():
         estimate.reverse_ais(m, torch.zeros(0, N_VISIBLE), betas=10)
     with pytest.raises(ValueError, match=r"samples must have shape \(n_samples, 7\)"):
         estimate.reverse_ais(m, torch.zeros(3, N_HIDDEN), betas=10)
+
+
+# -- the DBN's lower bound -----------------------------------------------------------------------
+def _bernoulli_log_prob(x, logits):
+    return torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)
+
+
+def _dbn_exact(models, v):
+    """log p(v) and the variational bound of a stack of Bernoulli RBMs (float64), by enumerating every
+    hidden layer below the top: integrand f = sum_l log p(h_l | h_(l+1)) - log q(h_(l+1) | h_l) - F_top
+    weighted by q, and log p(v) = logsumexp over the same states of log p(v, h) + entropy-free terms."""
+    paths = [(v, torch.zeros(len(v), dtype=torch.float64), torch.zeros(len(v), dtype=torch.float64))]
+    for m in models[:-1]:  # (state, log q so far, log p(h_l | h_(l+1)) so far) for every path
+        H = all_states(m.hidden)
+        new = []
+        for x, log_q, log_p in paths:
+            up = x @ m.W + m.hidden.bias  # q's logits
+            for h in H:
+                hh = h.expand(len(x), -1)
+                new.append((hh, log_q + _bernoulli_log_prob(hh, up),
+                            log_p + _bernoulli_log_prob(x, hh @ m.W.T + m.visible.bias)))
+        paths = new
+    top = models[-1]
+    log_z = estimate.exact_log_partition(top)
+    joint = torch.stack([log_p - top.free_energy(x) - log_z for x, _, log_p in paths])  # log p(v, h)
+    log_q = torch.stack([q for _, q, _ in paths])
+    q = log_q.exp()
+    f = joint - log_q
+    bound = (q * f).sum(0)
+    sd = ((q * f ** 2).sum(0) - bound ** 2).clamp_min(0).sqrt()
+    return torch.logsumexp(joint, 0), bound, sd
+
+
+@pytest.mark.parametrize("sizes", [(7, 5, 3), (7, 5, 4, 3)])
+def test_dbn_lower_bound_matches_enumeration(sizes, dtype):
+    """The estimate is the enumerated bound within its Monte Carlo error, and the bound is below log p(v)."""
+    models = [make_model(n_visible=a, n_hidden=b, seed=l, dtype=dtype) for l, (a, b) in enumerate(zip(sizes, sizes[1:]))]
+    v = (torch.rand(N_SAMPLES, sizes[0], generator=torch.Generator().manual_seed(3)) < 0.5).double()
+    log_p, bound, sd = _dbn_exact([copy.deepcopy(m).double() for m in models], v)
+    assert all(m.W.dtype == dtype for m in models)
+    n = 2000
+    est = estimate.dbn_lower_bound(models, v.to(dtype), n_samples=n, random_state=0)
+    assert est.dtype == torch.float64 and est.shape == (N_SAMPLES,)
+    assert ((est - bound).abs() <= 5 * sd / math.sqrt(n) + 1e-4).all(), (est - bound, sd / math.sqrt(n))
+    assert (bound <= log_p + 1e-9).all() and (bound < log_p - 1e-3).any()
+    again = estimate.dbn_lower_bound(models, v.to(dtype), n_samples=n, random_state=0)
+    assert torch.equal(est, again)
+
+
+def test_dbn_lower_bound_of_one_rbm_is_its_log_likelihood_and_refuses_bad_input():
+    m = make_model()
+    v = (torch.rand(N_SAMPLES, N_VISIBLE, generator=torch.Generator().manual_seed(4)) < 0.5).double()
+    torch.testing.assert_close(estimate.dbn_lower_bound([m], v), estimate.log_likelihood(m, v))
+    with pytest.raises(ValueError, match="RBM 0 has 5 hidden units but RBM 1 has 7 visible"):
+        estimate.dbn_lower_bound([m, make_model()], v)
+    with pytest.raises(ValueError, match="n_samples"):
+        estimate.dbn_lower_bound([m, make_model(n_visible=N_HIDDEN, n_hidden=3)], v, n_samples=0)
+    with pytest.raises(ValueError, match="outside the support"):
+        estimate.dbn_lower_bound([m], v * 2)

@@ -34,12 +34,23 @@ _BERNOULLI_XFAIL = {name: _OUT_OF_SUPPORT for name in [
     "check_n_features_in_after_fitting", "check_positive_only_tag_during_fit", "check_estimators_dtypes"]}
 
 
+# A DBN's score_samples is a Monte Carlo estimate of its lower bound: a row's draws depend on where
+# it sits in the batch, so scores of a subset or of reordered rows differ within the Monte Carlo error.
+_STOCHASTIC_SCORE = "score_samples is a Monte Carlo estimate whose draws depend on the rows' positions"
+_DBN_XFAIL = {name: _STOCHASTIC_SCORE for name in ["check_methods_sample_order_invariance",
+                                                   "check_methods_subset_invariance"]}
+
+
 def _expected_failures(est):
-    return _BERNOULLI_XFAIL if est.visible == "bernoulli" else {}
+    return {**(_BERNOULLI_XFAIL if est.visible == "bernoulli" else {}),
+            **(_DBN_XFAIL if isinstance(est, hm.DBN) else {})}
 
 
 @parametrize_with_checks([hm.RBM(n_hidden=3, epochs=2, visible="gaussian", learning_rate=0.001),
-                          hm.RBM(n_hidden=3, epochs=2)],
+                          hm.RBM(n_hidden=3, epochs=2),
+                          hm.DBM(n_hidden=(3, 2), visible="gaussian", epochs=2, learning_rate=0.001,
+                                 pretrain_params={"epochs": 2, "learning_rate": 0.001}),
+                          hm.DBN(n_hidden=(3, 2), visible="gaussian", rbm_params={"epochs": 2, "learning_rate": 0.001})],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -212,3 +212,36 @@ def test_a_corrupt_parameter_average_is_refused(kind, tmp_path):
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match="parameter average"):
         hm.load(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("kind,match", [
+    ("layer-sizes", "layer 1 has 4 visible units, the layer below gives it 5"),
+    ("no-layers", "declares no layers"),
+    ("bad-shape", "layers.1.model.W' has shape"),
+    ("stray-tensor", "unexpected tensor 'layers.2.model.W'"),
+    ("nan", "NaN"),
+    ("layer-count", "n_hidden gives 3 layers, the file holds 2"),
+])
+def test_a_corrupt_dbn_file_is_refused(kind, match, tmp_path):
+    src = hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 1}, random_state=0).fit(X).save(tmp_path / "dbn.safetensors")
+    from safetensors import safe_open
+    with safe_open(str(src), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    if kind == "layer-sizes":
+        cfg["layers"][1]["n_features_in"] = 4
+    elif kind == "no-layers":
+        cfg["layers"] = []
+    elif kind == "bad-shape":
+        tensors["layers.1.model.W"] = torch.zeros(5, 4)
+    elif kind == "stray-tensor":
+        tensors["layers.2.model.W"] = torch.zeros(3, 2)
+    elif kind == "nan":
+        tensors["layers.0.model.W"] = tensors["layers.0.model.W"].clone()
+        tensors["layers.0.model.W"][1, 2] = float("nan")
+    elif kind == "layer-count":
+        cfg["params"]["n_hidden"] = [5, 3, 2]
+    meta["config"] = json.dumps(cfg)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match=match):
+        hm.load(tmp_path / "bad.safetensors")

@@ -244,6 +244,39 @@ def test_mean_matches_enumeration(name, beta, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(ENUM_LAYERS))
+def test_log_prob_is_normalised_over_every_state(name, dtype):
+    u, _ = prepare(ENUM_LAYERS[name](), dtype, seed=5)
+    a = rand_input((BATCH, u.n), dtype, seed=6)
+    X = all_states(u).to(dtype)  # (S, n)
+    lp = u.log_prob(X[:, None, :].expand(-1, BATCH, -1), a)  # (S, BATCH)
+    assert lp.shape == (len(X), BATCH) and lp.dtype == dtype
+    close(torch.logsumexp(lp.double(), 0), torch.zeros(BATCH, dtype=torch.float64), dtype,
+          msg=f"log_prob of {name} summed over its states")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_prob_matches_torch_distributions(dtype):
+    """Bernoulli, Gaussian, softmax and multinomial layers against torch.distributions."""
+    D = torch.distributions
+    a = rand_input((BATCH, 9), dtype, seed=7)
+    g = gen(8)
+    b, _ = prepare(Bernoulli(9), dtype, seed=9)
+    x = (torch.rand(BATCH, 9, generator=g) < 0.5).to(dtype)
+    close(b.log_prob(x, a), D.Bernoulli(logits=a + b.bias.detach()).log_prob(x).sum(-1), dtype)
+    s, _ = prepare(Gaussian(9, sigma=torch.linspace(0.4, 2.0, 9)), dtype, seed=10)
+    x = torch.randn(BATCH, 9, generator=g, dtype=torch.float64).to(dtype)
+    close(s.log_prob(x, a), D.Normal(s.mean(a), s.sigma.detach()).log_prob(x).sum(-1), dtype)
+    for u in (Softmax(9, group_size=3), Multinomial(9, group_size=3, n_draws=4)):
+        u, _ = prepare(u, dtype, seed=11)
+        logits = (a + u.bias.detach()).view(BATCH, 3, 3)
+        x = u.sample(a, generator=g)
+        draws = getattr(u, "n_draws", 1)
+        expected = D.Multinomial(draws, logits=logits).log_prob(x.view(BATCH, 3, 3)).sum(-1)
+        close(u.log_prob(x, a), expected, dtype, msg=type(u).__name__)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_multinomial_at_beta_one_includes_multinomial_coefficient(dtype):
     # at beta = 1 a count vector's weight is the multinomial coefficient times exp(x . eta):
     # log Z = n_draws * logsumexp(eta) per group (replicated softmax)
