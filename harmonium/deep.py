@@ -729,10 +729,13 @@ class DBN(BoltzmannEstimator):
         layers = config.get("layers")
         if not isinstance(layers, list) or not layers or not all(isinstance(c, dict) for c in layers):
             raise ValueError("model file declares no layers (a DBN's layers are a list of RBM configurations)")
+        nv = config.get("n_features_in")
+        if isinstance(nv, bool) or not isinstance(nv, int) or nv < 1:
+            raise ValueError(f"model file declares an invalid n_features_in: {nv!r}")
         shapes: dict[str, Any] = {"params.*": None}
         for l, c in enumerate(layers):
             shapes.update({f"layers.{l}.{k}": v for k, v in RBM._expected_shapes(c).items()})
-            below = config.get("n_features_in") if l == 0 else layers[l - 1]["params"]["n_hidden"]  # checked above
+            below = nv if l == 0 else layers[l - 1]["params"]["n_hidden"]  # checked above
             if c["n_features_in"] != below:
                 raise ValueError(f"model file: layer {l} has {c['n_features_in']} visible units, the layer below "
                                  f"gives it {below}")

@@ -104,6 +104,8 @@ def load(path: str | os.PathLike, *, device: str | None = None):
         raise ValueError(f"{path} is not a valid harmonium model file (corrupt or truncated): {e}") from None
     except (UnicodeDecodeError, OverflowError) as e:
         raise ValueError(f"{path} is not a valid harmonium model file: {e}") from None
+    except (KeyError, TypeError, AttributeError) as e:  # a configuration of the wrong structure
+        raise ValueError(f"{path}: inconsistent model file ({type(e).__name__}: {e})") from None
     try:
         return cls._from_state(config, tensors, device=device)
     except (KeyError, TypeError, AttributeError) as e:

@@ -19,12 +19,15 @@ X = (np.random.default_rng(0).random((40, 7)) < 0.4).astype(np.float32)
 _VALID: dict[str, bytes] = {}
 
 
-def valid_bytes(tmp_path_factory) -> bytes:
-    if "rbm" not in _VALID:
+def valid_bytes(tmp_path_factory, kind: str = "rbm") -> bytes:
+    """A valid model file: an RBM with persistent chains, or a two-layer DBN (nested layer configurations)."""
+    if kind not in _VALID:
         path = tmp_path_factory.mktemp("valid") / "m.safetensors"
-        hm.RBM(n_hidden=5, epochs=1, persistent=True, n_chains=3, random_state=0).fit(X).save(path)
-        _VALID["rbm"] = path.read_bytes()
-    return _VALID["rbm"]
+        est = (hm.RBM(n_hidden=5, epochs=1, persistent=True, n_chains=3, random_state=0) if kind == "rbm" else
+               hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 1}, random_state=0))
+        est.fit(X).save(path)
+        _VALID[kind] = path.read_bytes()
+    return _VALID[kind]
 
 
 def load_bytes(data: bytes, tmp_path) -> object:
@@ -33,10 +36,11 @@ def load_bytes(data: bytes, tmp_path) -> object:
     return hm.load(path)
 
 
+@pytest.mark.parametrize("model", ["rbm", "dbn"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fuzzed_model_files_load_correctly_or_are_refused_cleanly(data, tmp_path_factory):
-    raw = bytearray(valid_bytes(tmp_path_factory))
+def test_fuzzed_model_files_load_correctly_or_are_refused_cleanly(model, data, tmp_path_factory):
+    raw = bytearray(valid_bytes(tmp_path_factory, model))
     kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "header"]))
     if kind == "flip":
         for _ in range(data.draw(st.integers(1, 8))):
@@ -57,7 +61,7 @@ def test_fuzzed_model_files_load_correctly_or_are_refused_cleanly(data, tmp_path
     except (ValueError, OSError):
         return
     # a load that succeeds must give a usable, finite model
-    assert all(torch.isfinite(p).all() for p in est.model_.parameters())
+    assert all(torch.isfinite(p).all() for r in getattr(est, "rbms_", [est]) for p in r.model_.parameters())
     est.transform(X)
 
 

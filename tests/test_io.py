@@ -245,3 +245,30 @@ def test_a_corrupt_dbn_file_is_refused(kind, match, tmp_path):
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match=match):
         hm.load(tmp_path / "bad.safetensors")
+
+
+_STRUCTURE_EDITS = {  # configurations of the wrong shape: each must be a ValueError, never another exception
+    "params-a-list": lambda c: c.__setitem__("params", []),
+    "params-missing": lambda c: c.pop("params"),
+    "units-missing": lambda c: (c["layers"][0] if "layers" in c else c).pop("units"),
+    "layer-params-a-list": lambda c: (c["layers"][0] if "layers" in c else c).__setitem__("params", []),
+    "trainer-an-int": lambda c: (c["layers"][0] if "layers" in c else c).__setitem__("trainer", 5),
+    "n-features-a-string": lambda c: c.__setitem__("n_features_in", str(c["n_features_in"])),
+    "unknown-parameter": lambda c: c["params"].__setitem__("zzz", 1),
+}
+
+
+@pytest.mark.parametrize("edit", list(_STRUCTURE_EDITS))
+@pytest.mark.parametrize("model", ["rbm", "dbn"])
+def test_configurations_of_the_wrong_structure_are_value_errors(model, edit, tmp_path):
+    est = (hm.RBM(n_hidden=5, epochs=1, persistent=True, random_state=0) if model == "rbm" else
+           hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 1, "persistent": True}, random_state=0))
+    src = est.fit(X).save(tmp_path / "m.safetensors")
+    from safetensors import safe_open
+    with safe_open(str(src), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    _STRUCTURE_EDITS[edit](cfg)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=dict(meta, config=json.dumps(cfg)))
+    with pytest.raises(ValueError):
+        hm.load(tmp_path / "bad.safetensors")
