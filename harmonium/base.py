@@ -452,11 +452,16 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         return config, tensors
 
     @classmethod
-    def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
+    def _unfitted_from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None):
+        """A new estimator with the saved hyperparameters (``device`` given: on that device)."""
         params = _decode_params(config["params"], tensors, cls._COPIED_PARAM_DEFAULT)
         if device is not None:
             params["device"] = device
-        est = cls(**params)
+        return cls(**params)
+
+    @classmethod
+    def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
+        est = cls._unfitted_from_state(config, tensors, device)
         est._check_params()
         nv = config["n_features_in"]
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import distributed, io
-from .base import _DTYPES, BoltzmannEstimator, _decode_params, _encode_params, _schedule_ok
+from .base import _DTYPES, BoltzmannEstimator, _encode_params, _schedule_ok
 from .dbm import DBMModel
 from .estimators import RBM
 from .learning import Schedule, TrainerBase, at_epoch, batches
@@ -743,10 +743,7 @@ class DBN(BoltzmannEstimator):
 
     @classmethod
     def _from_state(cls, config: dict, tensors: dict[str, Tensor], device: str | None = None):
-        params = _decode_params(config["params"], tensors, cls._COPIED_PARAM_DEFAULT)
-        if device is not None:
-            params["device"] = device
-        est = cls(**params)
+        est = cls._unfitted_from_state(config, tensors, device)
         layers = est._layer_params()
         if len(layers) != len(config["layers"]):
             raise ValueError(f"model file: n_hidden gives {len(layers)} layers, the file holds "
