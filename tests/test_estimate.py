@@ -328,6 +328,24 @@ def test_dbn_lower_bound_matches_enumeration(sizes, dtype):
     assert torch.equal(est, again)
 
 
+@pytest.mark.parametrize("centered", [False, True])
+def test_dbn_whose_top_is_its_rbm_transposed_has_a_tight_bound(centered, dtype):
+    """Top RBM = the bottom one transposed (natural parameters; three idle top hidden units with
+    zero weights): the DBN is the RBM, q(h|v) its exact posterior, and every recognition sample gives
+    log p(v) itself (Hinton, Osindero & Teh 2006), with the top's own exact log Z."""
+    bottom = make_model(centered=centered, dtype=dtype)
+    natural = copy.deepcopy(bottom).double()
+    natural.set_offsets(None, None)
+    W = natural.W.detach().numpy()
+    top = hm.RBM.from_arrays(np.hstack([W.T, np.zeros((N_HIDDEN, 3))]), natural.hidden.bias.detach().numpy(),
+                             np.concatenate([natural.visible.bias.detach().numpy(), np.zeros(3)]),
+                             dtype=str(dtype).removeprefix("torch."))
+    v = (torch.rand(N_SAMPLES, N_VISIBLE, generator=torch.Generator().manual_seed(5)) < 0.5).to(dtype)
+    bound = estimate.dbn_lower_bound([bottom, top], v, n_samples=3, random_state=0)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(bound, estimate.log_likelihood(bottom, v).double(), rtol=0, atol=tol)
+
+
 def test_dbn_lower_bound_of_one_rbm_is_its_log_likelihood_and_refuses_bad_input():
     m = make_model()
     v = (torch.rand(N_SAMPLES, N_VISIBLE, generator=torch.Generator().manual_seed(4)) < 0.5).double()
