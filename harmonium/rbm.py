@@ -238,7 +238,9 @@ class RBMModel(nn.Module):
 
         From -(T_v - mu)^T W (T_h - lambda): the natural parameter of the visibles changes by
         -W lambda, of the hiddens by -W^T mu; moving (mu, lambda) to (mu', lambda') is undone
-        by adding W (lambda' - lambda) and W^T (mu' - mu) to them.
+        by adding W (lambda' - lambda) and W^T (mu' - mu) to them.  The energy changes by the constant
+        mu^T W lambda - mu'^T W lambda', and so do every free energy and log Z: compare log Z across
+        such a move only after adding it (log-probabilities need no correction).
         """
         with torch.no_grad():
             old_v = self.visible_offset if self.visible_offset is not None else torch.zeros_like(self.visible.bias)

@@ -207,6 +207,9 @@ def test_centering_offsets_leave_the_distribution_unchanged():
     after = m.free_energy(V)
     # p(v) unchanged: free energies shift by a constant that log Z absorbs
     assert torch.allclose((-before - log_z), (-after - exact_log_partition(m)), atol=1e-10)
+    # the constant is mu^T W lambda - mu'^T W lambda' (here mu = lambda = 0 before)
+    mu, lam = m.visible_offset, m.hidden_offset
+    torch.testing.assert_close(after - before, (-(mu @ m.W @ lam)).expand(len(V)), rtol=0, atol=1e-10)
 
 
 def test_learned_sigma_on_hidden_units_is_refused():
