@@ -75,34 +75,31 @@ def main() -> None:
     rbm_ll_rows = estimate.log_likelihood(bottom, test, rbm_ais)
     rbm_ll = float(rbm_ll_rows.mean())
     times["rbm_ais"] = time.perf_counter() - t
+    with torch.no_grad():
+        up = bottom.model_.hidden_mean(base)
     if args.top_from_transpose:
         t = time.perf_counter()
-        natural = copy.deepcopy(bottom.model_).to(torch.float64)
+        centred = copy.deepcopy(bottom.model_).to(torch.float64)
+        natural = copy.deepcopy(centred)
         natural.set_offsets(None, None)
         W = natural.W.detach().cpu().numpy()
         idle = sizes[1] - W.shape[0]
-        top = RBM.from_arrays(np.hstack([W.T, np.zeros((W.shape[1], idle))]),
-                              natural.hidden.bias.detach().cpu().numpy(),
-                              np.concatenate([natural.visible.bias.detach().cpu().numpy(), np.zeros(idle)]))
-        # centring adds a constant to the energy: log Z in natural parameters = log Z + F - F_natural
-        with torch.no_grad():
-            v0 = test[:1].to(torch.float64)
-            shift = float(copy.deepcopy(bottom.model_).to(torch.float64).free_energy(v0) - natural.free_energy(v0))
-        check = estimate.dbn_lower_bound([bottom, top], test[:1000], rbm_ais.log_z + shift + idle * math.log(2),
+        start = dict(W_init=np.hstack([W.T, np.zeros((W.shape[1], idle))]),
+                     vb_init=natural.hidden.bias.detach().cpu().numpy(),
+                     hb_init=np.concatenate([natural.visible.bias.detach().cpu().numpy(), np.zeros(idle)]))
+        # dropping the offsets moves the energy by mu^T W lambda (RBMModel.set_offsets), log Z by minus that
+        shift = -float(centred.visible_offset @ centred.W @ centred.hidden_offset) if centred.centered else 0.0
+        check = estimate.dbn_lower_bound([bottom, RBM.from_arrays(start["W_init"], start["vb_init"], start["hb_init"])],
+                                         test[:1000], rbm_ais.log_z + shift + idle * math.log(2),
                                          n_samples=2, random_state=args.seed)
         extra["transposed_top_bound_minus_rbm_log_prob_max_abs"] = float((check - rbm_ll_rows[:1000]).abs().max())
         print("bound of the DBN at its start minus the RBM's log-probability, largest |difference| over 1,000 "
               f"test digits: {extra['transposed_top_bound_minus_rbm_log_prob_max_abs']:.3g} nats", flush=True)
         with torch.no_grad():
-            up = bottom.model_.hidden_mean(base)
             up_val = bottom.model_.hidden_mean(torch.as_tensor(X_val))
-        top = RBM(n_hidden=sizes[1], random_state=args.seed + 1, **dict(
-            params[1], W_init=top.model_.W.detach().cpu().numpy(), vb_init=top.model_.visible.bias.detach().cpu().numpy(),
-            hb_init=top.model_.hidden.bias.detach().cpu().numpy())).fit(up, X_val=up_val)
+        top = RBM(n_hidden=sizes[1], random_state=args.seed + 1, **params[1], **start).fit(up, X_val=up_val)
         times["training"] += time.perf_counter() - t
     t = time.perf_counter()
-    with torch.no_grad():
-        up = bottom.model_.hidden_mean(base)
     top_ais = estimate.ais(top, n_runs=100, betas=args.betas, base_rate=up, random_state=args.seed)
     samples = torch.as_tensor(top.sample(100, n_steps=10000 if not args.quick else 100))
     top_rev = estimate.reverse_ais(top, samples, betas=args.betas, base_rate=up, random_state=args.seed + 1)
