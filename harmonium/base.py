@@ -136,8 +136,7 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         _schedule_ok(self.momentum, "momentum", positive=False)
         if any(m >= 1 for m in np.atleast_1d(self.momentum)):
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        self._check_placement()
         optimizer = getattr(self, "optimizer", "sgd")
         if optimizer not in ("sgd", "adam") and not callable(optimizer):
             raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable(params), got {optimizer!r}")
@@ -146,6 +145,11 @@ class BoltzmannEstimator(TransformerMixin, BaseEstimator):
         ema = getattr(self, "ema_decay", 0.0)
         if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
             raise ValueError(f"ema_decay must be a number in [0, 1), got {ema!r}")
+
+    def _check_placement(self) -> None:
+        """dtype, seed and device: what every estimator has, trained or stacked."""
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.random_state is not None and not isinstance(self.random_state,
                                                             (numbers.Integral, np.random.RandomState)):
             raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")

@@ -625,8 +625,9 @@ class DBN(BoltzmannEstimator):
             list(self.n_hidden) if isinstance(self.n_hidden, (list, tuple)) else None)
         if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
             raise ValueError(f"n_hidden must be a positive integer or a sequence of them, got {self.n_hidden!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        self._check_placement()
+        if isinstance(self.random_state, np.random.RandomState):
+            raise ValueError("a DBN's random_state must be None or an int (layer l is seeded with random_state + l)")
         L = len(sizes)
         params = _per_layer(self.rbm_params or {}, L, "rbm_params")
         for l, p in enumerate(params):

@@ -297,6 +297,10 @@ def test_dbn_refuses_bad_settings_and_unsaveable_ones(tmp_path):
         hm.DBN(n_hidden=(5, 3), hidden=["bernoulli"]).fit(BARS)
     with pytest.raises(ValueError, match="rbm_params must be a dict"):
         hm.DBN(n_hidden=5, rbm_params=[3]).fit(BARS)
+    with pytest.raises(ValueError, match="device must be a torch device string"):
+        hm.DBN(n_hidden=5, device="0pu").fit(BARS)
+    with pytest.raises(ValueError, match="random_state must be None or an int"):
+        hm.DBN(n_hidden=5, random_state=np.random.RandomState(0)).fit(BARS)
     dbn = hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 1, "learning_rate": lambda e: 0.1}, random_state=0)
     with pytest.raises(ValueError, match="learning_rate"):
         dbn.fit(BARS)  # the RBM refuses a callable schedule before anything is saved

@@ -221,6 +221,7 @@ def test_a_corrupt_parameter_average_is_refused(kind, tmp_path):
     ("stray-tensor", "unexpected tensor 'layers.2.model.W'"),
     ("nan", "NaN"),
     ("layer-count", "n_hidden gives 3 layers, the file holds 2"),
+    ("device", "device must be a torch device string"),  # found by the fuzzer: 'cpu' became '0pu'
 ])
 def test_a_corrupt_dbn_file_is_refused(kind, match, tmp_path):
     src = hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 1}, random_state=0).fit(X).save(tmp_path / "dbn.safetensors")
@@ -241,6 +242,8 @@ def test_a_corrupt_dbn_file_is_refused(kind, match, tmp_path):
         tensors["layers.0.model.W"][1, 2] = float("nan")
     elif kind == "layer-count":
         cfg["params"]["n_hidden"] = [5, 3, 2]
+    elif kind == "device":
+        cfg["params"]["device"] = "0pu"
     meta["config"] = json.dumps(cfg)
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match=match):
