@@ -602,6 +602,7 @@ class DBN(BoltzmannEstimator):
     passes its visible states down through the directed layers; ``score_samples`` is a stochastic
     lower bound on log p(v) (``estimate.dbn_lower_bound``).  ``rbm_params``: hyperparameters for
     every RBM (a dict) or one dict per layer; the sizes, unit types, dtype and device are the DBN's.
+    ``random_state``: layer l is seeded with ``random_state + l``; None gives every layer a fresh seed.
     """
 
     #: set by the DBN for every layer, so not accepted in ``rbm_params``
@@ -639,8 +640,9 @@ class DBN(BoltzmannEstimator):
                 raise ValueError(f"rbm_params sets {clash}, which the DBN sets for every layer; use the DBN's "
                                  f"own {', '.join(clash)}")
         hidden = _per_layer(self.hidden, L, "hidden")
-        seed = 0 if self.random_state is None else int(self.random_state)
-        return [dict(dict(metrics=None, random_state=seed + l, verbose=self.verbose), **params[l],
+        seed = self.random_state  # None: every layer draws its own fresh seed, as scikit-learn's None means
+        return [dict(dict(metrics=None, random_state=None if seed is None else int(seed) + l, verbose=self.verbose),
+                     **params[l],
                      n_hidden=sizes[l], visible=self.visible if l == 0 else hidden[l - 1], hidden=hidden[l],
                      dtype=self.dtype, device=self.device) for l in range(L)]
 

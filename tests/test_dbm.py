@@ -306,6 +306,15 @@ def test_dbn_refuses_bad_settings_and_unsaveable_ones(tmp_path):
         dbn.fit(BARS)  # the RBM refuses a callable schedule before anything is saved
 
 
+def test_dbn_seed_repeats_a_fit_and_no_seed_draws_a_fresh_one():
+    fit = lambda seed: hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 2}, random_state=seed).fit(BARS)
+    a, b = fit(7), fit(7)
+    for ra, rb in zip(a.rbms_, b.rbms_):
+        np.testing.assert_array_equal(ra.components_, rb.components_)
+    c, d = fit(None), fit(None)  # was seed 0 for every layer of every unseeded DBN
+    assert not np.array_equal(c.rbms_[0].components_, d.rbms_[0].components_)
+
+
 def test_dbn_validation_data_reach_every_layer():
     dbn = hm.DBN(n_hidden=(5, 3), rbm_params={"epochs": 2, "metrics": ["reconstruction_error"]},
                  random_state=0).fit(BARS[:40], X_val=BARS[40:])
