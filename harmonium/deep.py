@@ -492,7 +492,7 @@ class DBM(BoltzmannEstimator):
         from . import estimate
         m = self._fitted()
         v = self._to_tensor(X, "X", m.layers[0])
-        seed = self.random_state if isinstance(self.random_state, int) else None
+        seed = int(self.random_state) if isinstance(self.random_state, numbers.Integral) else None
         return self._out(estimate.elbo(m, v, estimate.log_partition(m, log_z, random_state=seed)).to(v.dtype), X)
 
     def score(self, X, y=None, log_z: float | None = None) -> float:
@@ -690,7 +690,7 @@ class DBN(BoltzmannEstimator):
         from . import estimate
         rbms = self._fitted()
         v = self._to_tensor(X, "X", rbms[0].model_.visible)
-        seed = self.random_state if isinstance(self.random_state, int) else None
+        seed = int(self.random_state) if isinstance(self.random_state, numbers.Integral) else None
         if log_z is None:
             with torch.no_grad():
                 up = v

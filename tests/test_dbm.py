@@ -313,6 +313,8 @@ def test_dbn_seed_repeats_a_fit_and_no_seed_draws_a_fresh_one():
         np.testing.assert_array_equal(ra.components_, rb.components_)
     c, d = fit(None), fit(None)  # was seed 0 for every layer of every unseeded DBN
     assert not np.array_equal(c.rbms_[0].components_, d.rbms_[0].components_)
+    e = fit(np.int64(7))  # a numpy integer seeds the bound's recognition draws too (it was taken as no seed)
+    np.testing.assert_array_equal(e.score_samples(BARS[:11], n_samples=3), e.score_samples(BARS[:11], n_samples=3))
 
 
 def test_dbn_validation_data_reach_every_layer():
