@@ -6,7 +6,7 @@ RBM's AIS test log-probability, and the DBN's variational lower bound on the tes
 by reverse AIS), as Salakhutdinov & Murray (2008) compare an RBM with the DBN built on it.
 
     HARMONIUM_DATA=DIR python scripts/dbn_mnist_bound.py OUT.json [--epochs 50] [--threads 1] [--quick]
-        [--sample-hidden] [--top-from-transpose]
+        [--sample-hidden] [--top-from-transpose] [--top-rate-scale 1.0]
 
 ``--sample-hidden`` trains the second RBM on fresh binary hidden states drawn from the first one's
 posterior at every use (``sample_data=True``), the states the lower bound scores it on, instead of
@@ -47,6 +47,8 @@ def main() -> None:
                     help="train the second RBM on binary states drawn from the first one's posterior")
     ap.add_argument("--top-from-transpose", action="store_true",
                     help="start the second RBM at the first one transposed, padded with idle units")
+    ap.add_argument("--top-rate-scale", type=float, default=1.0,
+                    help="multiply the second RBM's learning rates by this")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     X_tr, _, X_val, _, X_te, _, _, _ = mnist_binarized(quick=args.quick)
@@ -58,7 +60,9 @@ def main() -> None:
     sizes = ((50, 800) if args.top_from_transpose else (50, 100)) if args.quick else (500, 2000)
     if args.quick:
         layer.update(epochs=2, learning_rate=0.01)
-    params = [layer, dict(layer, sample_data=args.sample_hidden)]
+    rate = layer["learning_rate"]
+    top_rates = [r * args.top_rate_scale for r in rate] if isinstance(rate, list) else rate * args.top_rate_scale
+    params = [layer, dict(layer, sample_data=args.sample_hidden, learning_rate=top_rates)]
     times = {}
     test = torch.as_tensor(X_te)
     base = torch.as_tensor(X_tr)
@@ -113,6 +117,7 @@ def main() -> None:
            "recognition_samples": args.samples, "data": "MNIST binarised at 0.5", "n_test": len(X_te),
            "second_layer_data": "binary states drawn from q(h|v)" if args.sample_hidden else "hidden means",
            "second_layer_start": "first RBM transposed, idle units" if args.top_from_transpose else "random",
+           "second_layer_rate_scale": args.top_rate_scale,
            **extra,
            "rbm_test_log_likelihood_ais": rbm_ll, "rbm_log_z_ais": rbm_ais.log_z, "rbm_ais_ess": rbm_ais.ess,
            "top_log_z_ais": top_ais.log_z, "top_log_z_ais_interval": list(top_ais.log_z_interval),
