@@ -92,7 +92,8 @@ def main() -> None:
                      vb_init=natural.hidden.bias.detach().cpu().numpy(),
                      hb_init=np.concatenate([natural.visible.bias.detach().cpu().numpy(), np.zeros(idle)]))
         # dropping the offsets moves the energy by mu^T W lambda (RBMModel.set_offsets), log Z by minus that
-        shift = -float(centred.visible_offset @ centred.W @ centred.hidden_offset) if centred.centered else 0.0
+        with torch.no_grad():
+            shift = -float(centred.visible_offset @ centred.W @ centred.hidden_offset) if centred.centered else 0.0
         check = estimate.dbn_lower_bound([bottom, RBM.from_arrays(start["W_init"], start["vb_init"], start["hb_init"])],
                                          test[:1000], rbm_ais.log_z + shift + idle * math.log(2),
                                          n_samples=2, random_state=args.seed)
