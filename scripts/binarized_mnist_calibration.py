@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 import torch
+from scipy.special import entr
 
 from harmonium.datasets import binarize_stochastic
 from harmonium.experiments import machine_info
@@ -61,7 +62,7 @@ def fit_fvsbn(tr, val, l2s, max_iter, log):
         with torch.no_grad():
             row = {"l2": l2, "train": float(fvsbn_log_prob(W, b, mask, tr).mean()),
                    "val": float(fvsbn_log_prob(W, b, mask, val).mean()), "seconds": time.perf_counter() - t,
-                   "evaluations": opt.state[opt._params[0]]["func_evals"]}
+                   "evaluations": opt.state[W]["func_evals"]}
         log(f"FVSBN l2 {l2:g}: train {row['train']:.2f}  val {row['val']:.2f}  "
             f"({row['evaluations']} evaluations, {row['seconds']:.0f} s)")
         rows.append(row)
@@ -112,10 +113,8 @@ def main() -> None:
     X_tr, _, X_val, _, X_te, _, _, _ = mnist_binarized(None, False, binarized=not stochastic)
     te, tr = scored_digits(X_te, X_tr, stochastic)
     val = binarize_stochastic(X_val, 2) if stochastic else X_val
-    g = np.clip(np.asarray(X_te, dtype=np.float64), 0, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -(np.where(g > 0, g * np.log(g), 0) + np.where(g < 1, (1 - g) * np.log1p(-g), 0))
-    noise_entropy = float(h.sum(1).mean()) if stochastic else 0.0
+    g = np.asarray(X_te, dtype=np.float64)
+    noise_entropy = float((entr(g) + entr(1 - g)).sum(1).mean()) if stochastic else 0.0
     tr, val, te = (torch.as_tensor(a, dtype=torch.float32) for a in (tr, val, te))
 
     def log(msg):
