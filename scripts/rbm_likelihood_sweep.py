@@ -10,7 +10,7 @@ The learning rate: ``lr`` for the first epochs, then linear decay to a tenth of 
 ``--epochs 50 --lr 0.001 --decay-fraction 0.4``; its CD-25 ``--algorithm cd --k 25 --lr 0.01
 --decay-fraction 0.4``.  ``--k-ramp``: k grows linearly from 1 to ``k`` over the epochs.  ``--ema-decay D``: the scored
 model is the moving average of the parameters (``RBM(ema_decay=D)``); ``--l2`` replaces the preset's weight
-decay.
+decay; ``--optimizer adam`` trains with Adam instead of SGD with momentum.
 """
 import argparse
 import json
@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="average the parameters over the updates (RBM ema_decay; 0: off)")
     ap.add_argument("--l2", type=float, default=None, help="weight decay (default: the preset's 2e-4)")
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                    help="adam: torch's Adam at --lr (the preset's momentum is then unused)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the quick preset's model and AIS (a smoke test)")
@@ -56,6 +58,8 @@ def main() -> None:
         variant["ema_decay"] = args.ema_decay
     if args.l2 is not None:
         variant["l2"] = args.l2
+    if args.optimizer != "sgd":
+        variant["optimizer"] = args.optimizer
     res = run("rbm-mnist-likelihood", args.out, quick=args.quick, seed=args.seed, only=(name,),
               config={"binarization": "stochastic", "epochs": args.epochs, "variants": {name: variant}})
     v = res["results"]["variants"][name]

@@ -156,15 +156,15 @@ def test_scored_digits_fix_one_draw_per_split():
 
 
 def test_train_rbm_passes_the_negative_phase_options():
-    """The experiments' RBM gets the chains and tempering a configuration names (a sweep with parallel
-    tempering must not silently train PCD)."""
+    """The experiments' RBM gets the chains, tempering and optimizer a configuration names (a sweep with
+    parallel tempering must not silently train PCD, one with Adam not silently SGD)."""
     from harmonium.experiments._common import train_rbm
 
     X = (np.random.default_rng(5).random((11, 7)) > 0.5).astype(np.float32)
     cfg = dict(n_hidden=5, learning_rate=0.01, momentum=0.5, epochs=1, batch_size=11, k=1, persistent=True,
-               l2=0.0, n_chains=13, n_temperatures=3, centering=True, ema_decay=0.99)
+               l2=0.0, n_chains=13, n_temperatures=3, centering=True, ema_decay=0.99, optimizer="adam")
     rbm = train_rbm(cfg, X, X, 0, True, ("reconstruction_error",))
-    assert (rbm.n_chains, rbm.n_temperatures, rbm.centering, rbm.ema_decay) == (13, 3, True, 0.99)
+    assert (rbm.n_chains, rbm.n_temperatures, rbm.centering, rbm.ema_decay, rbm.optimizer) == (13, 3, True, 0.99, "adam")
     assert 0 <= rbm.history_["swap_rate_min"][-1] <= rbm.history_["swap_rate"][-1] <= 1
 
 
@@ -175,6 +175,7 @@ def test_likelihood_variants_are_named_by_their_algorithm():
     assert _algorithm(dict(k=[1, 13, 25], persistent=False)) == "CD-1..25"
     assert _algorithm(dict(k=1, persistent=True, centering=True, n_temperatures=7)) == "centred PT-1 (7 temperatures)"
     assert _algorithm(dict(k=1, persistent=True, centering=True, ema_decay=0.999)) == "centred PCD-1, averaged (0.999)"
+    assert _algorithm(dict(k=1, persistent=True, optimizer="adam", ema_decay=0.999)) == "PCD-1, Adam, averaged (0.999)"
 
 
 def test_config_replaces_preset_entries_and_unknown_keys_are_refused(tmp_path, capsys):

@@ -85,7 +85,7 @@ def train_rbm(cfg: dict, X_tr, X_val, seed: int, quick: bool, metrics: tuple):
 
     optional = {key: cfg[key] for key in ("sample_v_states", "sparsity_target", "sparsity_cost", "sparsity_damping",
                                           "n_chains", "n_temperatures", "centering", "W_init", "hb_init",
-                                          "sample_data", "ema_decay") if key in cfg}
+                                          "sample_data", "ema_decay", "optimizer") if key in cfg}
     if cfg.get("n_temperatures", 1) > 1:
         metrics = (*metrics, "swap_rate")
     rbm = RBM(cfg["n_hidden"], learning_rate=cfg["learning_rate"], momentum=cfg["momentum"],
