@@ -171,7 +171,8 @@ def test_train_rbm_passes_the_negative_phase_options():
 def test_likelihood_variants_are_named_by_their_algorithm():
     from harmonium.experiments.rbm_mnist_likelihood import FULL, _algorithm
 
-    assert [_algorithm(v) for v in FULL["variants"].values()] == ["CD-25", "PCD-1", "centred PCD-1"]
+    assert [_algorithm(v) for v in FULL["variants"].values()] == ["CD-25, sampled visible states", "PCD-1",
+                                                                 "centred PCD-1"]
     assert _algorithm(dict(k=[1, 13, 25], persistent=False)) == "CD-1..25"
     assert _algorithm(dict(k=1, persistent=True, centering=True, n_temperatures=7)) == "centred PT-1 (7 temperatures)"
     assert _algorithm(dict(k=1, persistent=True, centering=True, ema_decay=0.999)) == "centred PCD-1, averaged (0.999)"
