@@ -57,7 +57,7 @@ class RBM(BoltzmannEstimator):
         otherwise pass their means.  Visible means (the default) are Hinton's recipe for CD-1's
         reconstruction; for CD-k with k > 1 and for persistent chains they turn every sweep into a
         mean-field step, so the chains no longer sample the model.  Set ``sample_v_states=True``
-        there: on MNIST a 784-500 CD-25 RBM scores -97.9 nats with means and -85.9 with sampled
+        there: on MNIST a 784-500 CD-25 RBM scores -97.9 nats with means and -86.2 with sampled
         states (docs/RESULTS.md, section 2).
     sample_data : treat each training row as the mean of the visible units and train on a fresh
         draw from it every time the row is used (for Bernoulli units and grey levels in [0, 1]:
