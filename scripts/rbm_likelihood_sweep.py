@@ -10,8 +10,8 @@ The learning rate: ``lr`` for the first epochs, then linear decay to a tenth of 
 ``--epochs 50 --lr 0.001 --decay-fraction 0.4``; its CD-25 ``--algorithm cd --k 25 --lr 0.01
 --decay-fraction 0.4``.  ``--k-ramp``: k grows linearly from 1 to ``k`` over the epochs.  ``--ema-decay D``: the scored
 model is the moving average of the parameters (``RBM(ema_decay=D)``); ``--l2`` replaces the preset's weight
-decay; ``--sample-v-states`` makes the
-chains pass sampled visible states instead of their means; ``--w-init`` sets the initial weights' standard deviation; ``--optimizer adam`` trains with Adam instead of SGD with momentum.
+decay; ``--sample-v-states``: the chains pass sampled visible states instead of their means;
+``--optimizer adam``: Adam instead of SGD with momentum.
 """
 import argparse
 import json
@@ -42,8 +42,6 @@ def main() -> None:
     ap.add_argument("--l2", type=float, default=None, help="weight decay (default: the preset's 2e-4)")
     ap.add_argument("--sample-v-states", action="store_true",
                     help="the chains pass sampled visible states, not their means (RBM sample_v_states)")
-    ap.add_argument("--w-init", type=float, default=None,
-                    help="standard deviation of the initial weights (default: the library's 0.01)")
     ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                     help="adam: torch's Adam at --lr (the preset's momentum is then unused)")
     ap.add_argument("--threads", type=int, default=1)
@@ -65,8 +63,6 @@ def main() -> None:
         variant["l2"] = args.l2
     if args.sample_v_states:
         variant["sample_v_states"] = True
-    if args.w_init is not None:
-        variant["W_init"] = args.w_init
     if args.optimizer != "sgd":
         variant["optimizer"] = args.optimizer
     res = run("rbm-mnist-likelihood", args.out, quick=args.quick, seed=args.seed, only=(name,),

@@ -51,7 +51,8 @@ QUICK = dict(FULL, n_hidden=50, epochs=2, learning_rate=0.05, betas=1000, revers
 
 def _algorithm(variant: dict) -> str:
     """The variant's name: "CD-25", "centred PCD-1", "PT-1 (10 temperatures)"; "CD-1..25" where k is a
-    per-epoch sequence; "..., sampled visible states" with ``sample_v_states``; "..., Adam" with ``optimizer="adam"``; "..., averaged (0.9998)" with ``ema_decay``."""
+    per-epoch sequence; then ", sampled visible states" with ``sample_v_states``, ", Adam" with
+    ``optimizer="adam"`` and ", averaged (0.9998)" with ``ema_decay``."""
     k = variant["k"]
     k = f"{k[0]}..{k[-1]}" if isinstance(k, (list, tuple)) else str(k)
     T = variant.get("n_temperatures", 1)
