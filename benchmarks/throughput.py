@@ -69,15 +69,18 @@ def limit_rate(n_hidden: int, batch: int, k: int, replicas: int, dtype, reps: in
 
 
 def handwritten_update(v, W, b, c, gW, gb, gc, k: int, generator: torch.Generator | None) -> None:
-    """One CD-k update in bare torch, in place: the sigmoids, the hidden draws of every sweep, the
-    biases, momentum 0.5, L2 1e-4 and the step (learning rate 0.01).  ``generator=None``: torch's
-    default generator (the one a CUDA graph can capture)."""
+    """One CD-k update in bare torch, in place: the sigmoids, the hidden draws of every sweep and the
+    visible draws of all sweeps but the last (the states the chain continues from; the last sweep's
+    reconstruction is the means), the biases, momentum 0.5, L2 1e-4 and the step (learning rate
+    0.01).  ``generator=None``: torch's default generator (the one a CUDA graph can capture)."""
     batch = v.shape[0]
     hp = torch.sigmoid(v @ W + c)
     h, hn = hp, hp
-    for _ in range(k):
+    for i in range(k):
         h = (torch.rand(hn.shape, generator=generator, dtype=v.dtype, device=v.device) < hn).to(v.dtype)
         vn = torch.sigmoid(h @ W.T + b)
+        if i < k - 1:
+            vn = (torch.rand(vn.shape, generator=generator, dtype=v.dtype, device=v.device) < vn).to(v.dtype)
         hn = torch.sigmoid(vn @ W + c)
     gW.addmm_(vn.T, hn, beta=0.5, alpha=1.0 / batch).addmm_(v.T, hp, alpha=-1.0 / batch)
     gb.mul_(0.5).add_(vn.mean(0) - v.mean(0))
@@ -88,7 +91,7 @@ def handwritten_update(v, W, b, c, gW, gb, gc, k: int, generator: torch.Generato
 
 def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> float:
     """Samples/s of a hand-written CD-k loop in bare torch: the same products plus what any exact
-    implementation must add -- the sigmoids, the uniform draws for the hidden states of every sweep
+    implementation must add -- the sigmoids, the uniform draws for the states of every sweep
     (torch's CPU generator fills them one at a time), the biases, momentum and L2 -- with none of
     the library's structure.  The gap between it and the limit is the cost of sampling itself."""
     g = generator(0)

@@ -121,10 +121,11 @@ def cd_statistics(model: RatingsRBMModel, case: Tensor, vis: Tensor, rating: Ten
 
     ``case`` (local case index 0..n_cases-1), ``vis`` (visible/item index) and ``rating`` (0..K-1)
     list the observed triples.  Returns sums over the batch: ``pos_W``, ``neg_W`` (n_items, K, H),
-    ``pos_vb``, ``neg_vb`` (n_items, K), ``pos_hb``, ``neg_hb`` (H,).  Hidden states passed along
-    the chain are sampled with ``generator`` (mean-field probabilities when it is None, which makes
-    the result deterministic); visible reconstructions are softmax probabilities; the statistics
-    use probabilities throughout.
+    ``pos_vb``, ``neg_vb`` (n_items, K), ``pos_hb``, ``neg_hb`` (H,).  The states the chain
+    continues from -- every hidden state, and the visible ratings of all sweeps but the last -- are
+    sampled with ``generator`` (mean-field probabilities when it is None, which makes the result
+    deterministic); the last sweep's visible reconstruction is the softmax probabilities, and the
+    statistics use probabilities throughout.
     """
     n_items, K, H = model.W.shape
     dt = model.W.dtype
@@ -134,11 +135,18 @@ def cd_statistics(model: RatingsRBMModel, case: Tensor, vis: Tensor, rating: Ten
     pos_vb = torch.zeros(n_items * K, dtype=dt, device=ph0.device).index_add_(
         0, flat, torch.ones_like(flat, dtype=dt))
     ph = ph0
-    for _ in range(k):
+    for t in range(k):
         h = ph if generator is None else (torch.rand(ph.shape, generator=generator, dtype=dt,
                                                      device=ph.device) < ph).to(dt)
         pv = torch.softmax(model.visible_logits(case, vis, h), dim=1)
-        ph = torch.sigmoid(model.hidden_input(case, vis, pv, n_cases))
+        v = pv
+        if generator is not None and t < k - 1:
+            # a rating the chain continues from: one draw by inverse CDF, its uniform indexed by
+            # (case, item) so that a case's draws do not depend on the other cases' ratings
+            u = torch.rand(n_cases, n_items, generator=generator, dtype=dt, device=pv.device)[case, vis]
+            drawn = (pv.cumsum(1) < u[:, None]).sum(1).clamp_(max=K - 1)
+            v = torch.nn.functional.one_hot(drawn, K).to(dt)
+        ph = torch.sigmoid(model.hidden_input(case, vis, v, n_cases))
     neg_W = torch.zeros(n_items, K, H, dtype=dt, device=ph.device).index_add_(
         0, vis, pv[:, :, None] * ph[case][:, None, :])
     neg_vb = torch.zeros(n_items, K, dtype=dt, device=ph.device).index_add_(0, vis, pv)

@@ -53,12 +53,15 @@ class RBM(BoltzmannEstimator):
         activation towards the target (Hinton 2010, sec. 11).
     max_norm : bound on the L2 norm of the incoming weights of each hidden unit.
     centering : centered RBM (Melchior et al. 2016) with offsets as moving averages of the means.
-    sample_v_states, sample_h_states : sample the visible / hidden states passed along the chain,
-        otherwise pass their means.  Visible means (the default) are Hinton's recipe for CD-1's
-        reconstruction; for CD-k with k > 1 and for persistent chains they turn every sweep into a
-        mean-field step, so the chains no longer sample the model.  Set ``sample_v_states=True``
-        there: on MNIST a 784-500 CD-25 RBM scores -97.9 nats with means and -86.2 with sampled
-        states (docs/RESULTS.md, section 2).
+    sample_v_states : the visible states the chains pass on.  None (the default) samples every
+        visible state a chain continues from (each sweep of a persistent or tempered chain, all but
+        the last sweep of CD-k) and uses the visible means in CD's last sweep, whose reconstruction
+        no later sweep reads (Hinton's recipe for CD-1).  True samples them all; False passes means
+        everywhere, which turns every sweep into a mean-field step, so the chains no longer sample
+        the model: on MNIST a 784-500 CD-25 RBM scores -97.9 nats with means everywhere and -86.2
+        with sampled states (docs/RESULTS.md, section 2).
+    sample_h_states : sample the hidden states passed along the chain, otherwise pass their means
+        (the statistics use hidden means either way).
     sample_data : treat each training row as the mean of the visible units and train on a fresh
         draw from it every time the row is used (for Bernoulli units and grey levels in [0, 1]:
         dynamic binarisation).  Metrics and ``X_val`` see the rows themselves.
@@ -97,7 +100,7 @@ class RBM(BoltzmannEstimator):
                  k: Any = 1, persistent: bool = False, n_chains: int | None = None, n_temperatures: int = 1,
                  l2: float = 1e-4, dropout: float | None = None, sparsity_target: float | None = None,
                  sparsity_cost: float = 0.0, sparsity_damping: float = 0.9, max_norm: float | None = None,
-                 centering: bool = False, sample_v_states: bool = False, sample_h_states: bool = True,
+                 centering: bool = False, sample_v_states: bool | None = None, sample_h_states: bool = True,
                  sample_data: bool = False, ema_decay: float = 0.0,
                  W_init: Any = 0.01, vb_init: Any = None, hb_init: Any = 0.0, optimizer: Any = "sgd",
                  metrics: Any = "auto", metrics_every: int = 1, log_dir: str | None = None,
@@ -157,6 +160,8 @@ class RBM(BoltzmannEstimator):
             raise ValueError(f"sparsity_damping must be in [0, 1), got {self.sparsity_damping!r}")
         if self.max_norm is not None and not (isinstance(self.max_norm, numbers.Real) and self.max_norm > 0):
             raise ValueError(f"max_norm must be None or positive, got {self.max_norm!r}")
+        if self.sample_v_states not in (None, True, False):
+            raise ValueError(f"sample_v_states must be None, True or False, got {self.sample_v_states!r}")
         if self.sample_data not in (True, False):
             raise ValueError(f"sample_data must be True or False, got {self.sample_data!r}")
         metrics = self._metric_names(None)

@@ -110,7 +110,7 @@ class TrainingConfig:
     max_norm: float | None = None
     centering: bool = False
     centering_rate: float = 0.01
-    sample_v_states: bool = False
+    sample_v_states: bool | None = None
     sample_h_states: bool = True
     sample_data: bool = False
     optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd"

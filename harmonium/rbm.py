@@ -135,22 +135,26 @@ class RBMModel(nn.Module):
     def sample_visible(self, h: Tensor, beta: Beta = 1.0, generator: torch.Generator | None = None) -> Tensor:
         return self.visible.sample(self.visible_input(h, beta), 1.0, generator)
 
-    def gibbs(self, h: Tensor, k: int = 1, *, beta: Beta = 1.0, sample_v: bool = True, sample_h: bool = True,
-              generator: torch.Generator | None = None,
+    def gibbs(self, h: Tensor, k: int = 1, *, beta: Beta = 1.0, sample_v: bool | None = True,
+              sample_h: bool = True, generator: torch.Generator | None = None,
               clamp: tuple[Tensor, Tensor] | None = None, last_h: bool = True) -> GibbsState:
         """``k`` block-Gibbs sweeps h -> v -> h starting from hidden states ``h``.
 
         This is the one Gibbs step of the library: CD, PCD, parallel tempering, sampling,
-        daydreaming and conditional completion all call it.  ``sample_v`` / ``sample_h``
-        choose samples or means for the states passed on; ``clamp = (mask, values)`` keeps
-        the visible units where ``mask`` is true fixed at ``values``.  ``last_h=False`` skips
-        drawing the final hidden states (the returned ``h`` is then the mean), for callers
-        such as CD that do not continue the chain.
+        daydreaming and conditional completion all call it.  ``sample_h`` chooses samples or
+        means for the hidden states passed on; ``sample_v`` the same for the visible states:
+        True samples all of them, False passes means (mean-field sweeps, deterministic with
+        ``sample_h=False``), None samples every visible state the chain continues from and
+        keeps the means only in the last sweep of a chain that stops there (``last_h=False``):
+        Hinton's reconstruction for CD.  ``clamp = (mask, values)`` keeps the visible units
+        where ``mask`` is true fixed at ``values``.  ``last_h=False`` skips drawing the final
+        hidden states (the returned ``h`` is then the mean), for callers such as CD that do
+        not continue the chain.
         """
         for i in range(k):
             c = self.visible_input(h, beta)
             v = self.visible.mean(c)
-            if sample_v:
+            if sample_v or (sample_v is None and (last_h or i < k - 1)):
                 v = self.visible.sample(c, 1.0, generator, mean=v)
             if clamp is not None:
                 v = torch.where(clamp[0], clamp[1], v)

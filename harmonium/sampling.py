@@ -22,7 +22,7 @@ class ContrastiveDivergence:
     #: whether ``negative`` reads the positive phase's sampled hidden states (else their means suffice)
     needs_positive_states = True
 
-    def negative(self, model: RBMModel, pos: GibbsState, k: int, *, sample_v: bool, sample_h: bool,
+    def negative(self, model: RBMModel, pos: GibbsState, k: int, *, sample_v: bool | None, sample_h: bool,
                  generator: torch.Generator | None) -> GibbsState:
         return model.gibbs(pos.h, k, sample_v=sample_v, sample_h=sample_h, generator=generator, last_h=False)
 

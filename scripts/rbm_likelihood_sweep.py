@@ -10,8 +10,11 @@ The learning rate: ``lr`` for the first epochs, then linear decay to a tenth of 
 ``--epochs 50 --lr 0.001 --decay-fraction 0.4``; its CD-25 ``--algorithm cd --k 25 --lr 0.01
 --decay-fraction 0.4``.  ``--k-ramp``: k grows linearly from 1 to ``k`` over the epochs.  ``--ema-decay D``: the scored
 model is the moving average of the parameters (``RBM(ema_decay=D)``); ``--l2`` replaces the preset's weight
-decay; ``--sample-v-states``: the chains pass sampled visible states instead of their means;
-``--optimizer adam``: Adam instead of SGD with momentum.
+decay; ``--optimizer adam``: Adam instead of SGD with momentum.  The visible states: by default
+(since session 38) the chains sample every visible state they continue from and CD keeps the means
+in its last sweep; ``--sample-v-states`` samples that sweep too (``sample_v_states=True``);
+``--visible-means`` passes the means everywhere (``sample_v_states=False``, mean-field chains), as
+every run before session 38 that does not name ``--sample-v-states`` did.
 """
 import argparse
 import json
@@ -40,8 +43,12 @@ def main() -> None:
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="average the parameters over the updates (RBM ema_decay; 0: off)")
     ap.add_argument("--l2", type=float, default=None, help="weight decay (default: the preset's 2e-4)")
-    ap.add_argument("--sample-v-states", action="store_true",
-                    help="the chains pass sampled visible states, not their means (RBM sample_v_states)")
+    states = ap.add_mutually_exclusive_group()
+    states.add_argument("--sample-v-states", action="store_true",
+                        help="sample every visible state, CD's last sweep included (RBM sample_v_states=True)")
+    states.add_argument("--visible-means", action="store_true",
+                        help="pass visible means along the chains, mean-field sweeps (sample_v_states=False; "
+                             "the default before session 38)")
     ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                     help="adam: torch's Adam at --lr (the preset's momentum is then unused)")
     ap.add_argument("--threads", type=int, default=1)
@@ -61,8 +68,8 @@ def main() -> None:
         variant["ema_decay"] = args.ema_decay
     if args.l2 is not None:
         variant["l2"] = args.l2
-    if args.sample_v_states:
-        variant["sample_v_states"] = True
+    if args.sample_v_states or args.visible_means:
+        variant["sample_v_states"] = bool(args.sample_v_states)
     if args.optimizer != "sgd":
         variant["optimizer"] = args.optimizer
     res = run("rbm-mnist-likelihood", args.out, quick=args.quick, seed=args.seed, only=(name,),

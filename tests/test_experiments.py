@@ -177,6 +177,7 @@ def test_likelihood_variants_are_named_by_their_algorithm():
     assert _algorithm(dict(k=1, persistent=True, centering=True, n_temperatures=7)) == "centred PT-1 (7 temperatures)"
     assert _algorithm(dict(k=1, persistent=True, centering=True, ema_decay=0.999)) == "centred PCD-1, averaged (0.999)"
     assert _algorithm(dict(k=1, persistent=True, optimizer="adam", ema_decay=0.999)) == "PCD-1, Adam, averaged (0.999)"
+    assert _algorithm(dict(k=25, persistent=False, sample_v_states=False)) == "CD-25, visible means"
 
 
 def test_config_replaces_preset_entries_and_unknown_keys_are_refused(tmp_path, capsys):

@@ -6,7 +6,7 @@ import torch
 
 from harmonium.estimate import exact_log_partition
 from harmonium.rbm import RBMModel
-from harmonium.sampling import ParallelTempering, PersistentContrastiveDivergence
+from harmonium.sampling import ContrastiveDivergence, ParallelTempering, PersistentContrastiveDivergence
 
 from conftest import N_HIDDEN, N_SAMPLES, N_VISIBLE, all_states, make_model
 
@@ -147,11 +147,14 @@ def exact_visible_marginals(m):
     return p @ V
 
 
+@pytest.mark.parametrize("sample_v", [True, None], ids=["sampled", "default"])
 @pytest.mark.parametrize("sampler", ["gibbs", "tempering"])
-def test_chains_sample_the_exact_distribution(sampler):
+def test_chains_sample_the_exact_distribution(sampler, sample_v):
     """The Gibbs sweep (and tempering with swaps) leaves p(v) invariant: after burn-in, the
-    chains' visible means match the exact marginals within 5 standard errors."""
-    m = make_model("bernoulli", "bernoulli", scale=0.7)
+    chains' visible means match the exact marginals within 5 standard errors.  Persistent chains
+    continue from every sweep, so the default (``sample_v=None``) samples their visible states
+    (passing means instead misses the marginals of this model by about 11 standard errors)."""
+    m = make_model("bernoulli", "bernoulli", scale=1.5)
     g = torch.Generator().manual_seed(5)
     n = 4000
     start = m.start(torch.zeros(n, N_VISIBLE, dtype=torch.float64), generator=g)
@@ -162,7 +165,7 @@ def test_chains_sample_the_exact_distribution(sampler):
     acc = torch.zeros(N_VISIBLE, dtype=torch.float64)
     n_keep = 0
     for it in range(80):
-        s = phase.negative(m, start, 1, sample_v=True, sample_h=True, generator=g)
+        s = phase.negative(m, start, 1, sample_v=sample_v, sample_h=True, generator=g)
         if it >= 40:
             acc += s.v.mean(0)
             n_keep += 1
@@ -173,6 +176,37 @@ def test_chains_sample_the_exact_distribution(sampler):
     if sampler == "tempering":
         rates = phase.swap_rates()
         assert ((0 < rates) & (rates <= 1)).all(), rates
+
+
+def test_cd_chains_sample_and_keep_means_only_for_the_reconstruction(dtype):
+    """CD-k with the default ``sample_v=None``: the k - 1 sweeps the chain continues from draw the
+    visible states, so after 30 sweeps from all-zero rows the reconstructions (the visible means of
+    the last sweep, the only ones kept as means) average to the exact marginals (with means in
+    every sweep they miss them by about 12 standard errors)."""
+    m = make_model(scale=1.5)
+    exact = exact_visible_marginals(m).to(dtype)
+    m = m.to(dtype)
+    g = torch.Generator().manual_seed(11)
+    n = 4000
+    pos = m.start(torch.zeros(n, N_VISIBLE, dtype=dtype), generator=g)
+    s = ContrastiveDivergence().negative(m, pos, 30, sample_v=None, sample_h=True, generator=g)
+    assert ((s.v > 0) & (s.v < 1)).all(), "the reconstruction is the visible means"
+    se = torch.sqrt(exact * (1 - exact) / n)
+    assert (torch.abs(s.v.mean(0) - exact) < 5 * se + 1e-3).all(), (s.v.mean(0), exact)
+
+
+def test_visible_means_everywhere_make_a_deterministic_mean_field_chain():
+    """``sample_v=False`` with ``sample_h=False``: no draw anywhere, whatever the generator; the
+    default draws the visible states the chain continues from."""
+    m = make_model(scale=0.7)
+    h = m.start(torch.zeros(N_SAMPLES, N_VISIBLE, dtype=torch.float64), sample_h=False).h
+
+    def run(seed, sample_v):
+        return m.gibbs(h, 3, sample_v=sample_v, sample_h=False, generator=torch.Generator().manual_seed(seed),
+                       last_h=False).v
+
+    assert torch.equal(run(1, False), run(2, False))
+    assert not torch.equal(run(1, None), run(2, None))
 
 
 def test_clamped_gibbs_samples_the_conditional():
