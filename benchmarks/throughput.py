@@ -8,8 +8,9 @@ For each configuration it measures, in this process and interleaved over several
     PCD-k: the same; tempering: the products of all replicas), as bare torch calls;
   * harmonium's ``fit`` throughput (samples per second) on binary data ("PCD-AVG": PCD with the
     parameters averaged, ``ema_decay=0.999``: what the moving average costs per update);
-  * for CD and PCD, a hand-written bare-torch CD-k loop with the sampling and update included
-    ("by hand", as a fraction of the limit): what sampling costs without any library around it;
+  * for CD and PCD, a hand-written bare-torch CD-k (PCD-k) loop with the sampling and update
+    included ("by hand", as a fraction of the limit): what sampling costs without any library around
+    it;
   * the same for a DBM's joint training step (mean field, particles, gradient);
 and, in a subprocess with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, scikit-learn's
 BernoulliRBM (PCD-1) on the same shapes.  Prints a table with the ratios.
@@ -68,20 +69,25 @@ def limit_rate(n_hidden: int, batch: int, k: int, replicas: int, dtype, reps: in
     return reps * batch / (clock() - t)
 
 
-def handwritten_update(v, W, b, c, gW, gb, gc, k: int, generator: torch.Generator | None) -> None:
+def handwritten_update(v, W, b, c, gW, gb, gc, k: int, generator: torch.Generator | None,
+                       chains: torch.Tensor | None = None) -> None:
     """One CD-k update in bare torch, in place: the sigmoids, the hidden draws of every sweep and the
     visible draws of all sweeps but the last (the states the chain continues from; the last sweep's
     reconstruction is the means), the biases, momentum 0.5, L2 1e-4 and the step (learning rate
-    0.01).  ``generator=None``: torch's default generator (the one a CUDA graph can capture)."""
+    0.01).  ``chains``: PCD-k instead, from these persistent hidden states (updated in place), every
+    visible state drawn.  ``generator=None``: torch's default generator (the one a CUDA graph can
+    capture)."""
     batch = v.shape[0]
     hp = torch.sigmoid(v @ W + c)
-    h, hn = hp, hp
+    h, hn = hp, hp if chains is None else chains
     for i in range(k):
         h = (torch.rand(hn.shape, generator=generator, dtype=v.dtype, device=v.device) < hn).to(v.dtype)
         vn = torch.sigmoid(h @ W.T + b)
-        if i < k - 1:
+        if i < k - 1 or chains is not None:
             vn = (torch.rand(vn.shape, generator=generator, dtype=v.dtype, device=v.device) < vn).to(v.dtype)
         hn = torch.sigmoid(vn @ W + c)
+    if chains is not None:
+        chains.copy_(hn)
     gW.addmm_(vn.T, hn, beta=0.5, alpha=1.0 / batch).addmm_(v.T, hp, alpha=-1.0 / batch)
     gb.mul_(0.5).add_(vn.mean(0) - v.mean(0))
     gc.mul_(0.5).add_(hn.mean(0) - hp.mean(0))
@@ -89,19 +95,21 @@ def handwritten_update(v, W, b, c, gW, gb, gc, k: int, generator: torch.Generato
     torch._foreach_add_([W, b, c], [gW, gb, gc], alpha=-0.01)
 
 
-def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int) -> float:
-    """Samples/s of a hand-written CD-k loop in bare torch: the same products plus what any exact
-    implementation must add -- the sigmoids, the uniform draws for the states of every sweep
-    (torch's CPU generator fills them one at a time), the biases, momentum and L2 -- with none of
-    the library's structure.  The gap between it and the limit is the cost of sampling itself."""
+def handwritten_rate(n_hidden: int, batch: int, k: int, dtype, reps: int, persistent: bool = False) -> float:
+    """Samples/s of a hand-written CD-k (``persistent``: PCD-k, one chain per batch row) loop in bare
+    torch: the same products plus what any exact implementation must add -- the sigmoids, the
+    uniform draws for the states of every sweep (torch's CPU generator fills them one at a time),
+    the biases, momentum and L2 -- with none of the library's structure.  The gap between it and
+    the limit is the cost of sampling itself."""
     g = generator(0)
     W = torch.randn(N_VISIBLE, n_hidden, generator=g, dtype=dtype, device=DEVICE) * 0.01
     b, c = torch.zeros(N_VISIBLE, dtype=dtype, device=DEVICE), torch.zeros(n_hidden, dtype=dtype, device=DEVICE)
     X = (torch.rand(batch * 8, N_VISIBLE, generator=g, device=DEVICE) < 0.2).to(dtype)
     gW, gb, gc = torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)
+    chains = torch.full((batch, n_hidden), 0.5, dtype=dtype, device=DEVICE) if persistent else None
     t = clock()
     for r in range(reps):
-        handwritten_update(X[(r % 8) * batch:(r % 8 + 1) * batch], W, b, c, gW, gb, gc, k, g)
+        handwritten_update(X[(r % 8) * batch:(r % 8 + 1) * batch], W, b, c, gW, gb, gc, k, g, chains)
     return reps * batch / (clock() - t)
 
 
@@ -218,7 +226,7 @@ def main() -> None:
         for _ in range(rounds):  # interleaved, so that a slow spell of the machine hits all alike
             lims.append(limit_rate(nh, bs, k, replicas, getattr(torch, dt), reps))
             if algo in ("cd", "pcd"):
-                hands.append(handwritten_rate(nh, bs, k, getattr(torch, dt), reps))
+                hands.append(handwritten_rate(nh, bs, k, getattr(torch, dt), reps, persistent=algo == "pcd"))
             ours.append(harmonium_rate(nh, bs, k, algo, dt, n_rows))
             if with_sklearn:
                 sks.append(sklearn_rate(nh, bs, n_rows)[0])
