@@ -45,6 +45,7 @@ from torch import Tensor
 from . import distributed, io
 from .base import BoltzmannEstimator, _schedule_ok
 from .learning import at_epoch
+from .units import one_hot_draw
 
 __all__ = ["RatingsRBM", "RatingsRBMModel", "bias_baseline", "cd_statistics", "check_ratings"]
 
@@ -144,8 +145,7 @@ def cd_statistics(model: RatingsRBMModel, case: Tensor, vis: Tensor, rating: Ten
             # a rating the chain continues from: one draw by inverse CDF, its uniform indexed by
             # (case, item) so that a case's draws do not depend on the other cases' ratings
             u = torch.rand(n_cases, n_items, generator=generator, dtype=dt, device=pv.device)[case, vis]
-            drawn = (pv.cumsum(1) < u[:, None]).sum(1).clamp_(max=K - 1)
-            v = torch.nn.functional.one_hot(drawn, K).to(dt)
+            v = one_hot_draw(pv, u[:, None])
         ph = torch.sigmoid(model.hidden_input(case, vis, v, n_cases))
     neg_W = torch.zeros(n_items, K, H, dtype=dt, device=ph.device).index_add_(
         0, vis, pv[:, :, None] * ph[case][:, None, :])

@@ -401,6 +401,13 @@ class Gaussian(Units):
         return {"n": self.n, "sigma": self.sigma.detach().cpu().tolist(), "learn_sigma": self.learn_sigma}
 
 
+def one_hot_draw(p: Tensor, u: Tensor) -> Tensor:
+    """One-hot draws from the categorical rows of ``p`` (n, K) by inverse CDF, with the uniforms
+    ``u`` (n, 1): the caller chooses where the uniforms come from."""
+    idx = (p.cumsum(-1) < u).sum(-1, keepdim=True).clamp_(max=p.shape[-1] - 1)
+    return torch.zeros_like(p).scatter_(-1, idx, 1.0)
+
+
 class Softmax(Units):
     """Groups of ``group_size`` mutually exclusive binary units (one-hot per group).
 
@@ -431,10 +438,8 @@ class Softmax(Units):
         p = self._groups(p / self.n_draws)
         flat = p.reshape(-1, self.group_size)
         if self.n_draws == 1:
-            # inverse-CDF draw: one uniform per group
-            u = torch.rand(flat.shape[0], 1, generator=generator, dtype=p.dtype, device=p.device)
-            idx = (flat.cumsum(-1) < u).sum(-1, keepdim=True).clamp_(max=self.group_size - 1)
-            out = torch.zeros_like(flat).scatter_(-1, idx, 1.0)
+            out = one_hot_draw(flat, torch.rand(flat.shape[0], 1, generator=generator, dtype=p.dtype,
+                                                device=p.device))
         else:
             idx = torch.multinomial(flat, self.n_draws, replacement=True, generator=generator)
             out = torch.zeros_like(flat).scatter_add_(-1, idx, torch.ones_like(idx, dtype=p.dtype))
