@@ -1,5 +1,6 @@
-"""Continue the joint training of a saved DBM on MNIST's grey levels (55,000 training rows, the last
-5,000 as validation) for more epochs, with the learning rate decaying geometrically from --lr-start
+"""Continue the joint training of a saved DBM on MNIST (55,000 training rows, the last 5,000 as
+validation; the grey levels for a DBM with ``sample_data``, else the digits thresholded at 0.5, as
+``harmonium experiment dbm-mnist`` trained it) for more epochs, with the learning rate decaying geometrically from --lr-start
 to --lr-end over them, and save the result; evaluate it with
 ``harmonium experiment dbm-mnist --config '{"dbm_file": OUT, ...}'``.
 
@@ -34,9 +35,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dbm = hm.load(args.model)
-    X_tr, _, X_val, *_ = mnist_binarized(args.data_dir, False, binarized=False)
+    X_tr, _, X_val, *_ = mnist_binarized(args.data_dir, False, binarized=not dbm.sample_data)
     done = dbm.epochs
-    # epochs already trained take no rate; the new ones decay geometrically (both ends included)
+    # the rates of the epochs already trained are never read; the new ones decay geometrically
     lr = [args.lr_end] * done + np.geomspace(args.lr_start, args.lr_end, args.epochs).tolist()
     t = time.perf_counter()
     dbm.set_params(epochs=done + args.epochs, warm_start=True, learning_rate=lr)
